@@ -1,0 +1,31 @@
+# Two commands for a new user:
+#   make demo   set up, then run the main job
+#   make test   set up, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup demo test calibration benchmark clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) scripts/calibration_table.py
+
+test: setup
+	$(PY) -m pytest -n 2
+
+calibration: setup
+	$(PY) scripts/calibration_table.py --write results/calibration.md
+
+benchmark: setup
+	$(PY) scripts/benchmark.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,35 @@
+"""The lender's action: a multiplier on each account's current line."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Discrete choices: cuts, hold (1.0) and raises. Assumption: steps of the size banks use in line
+# reviews (cuts up to half, raises up to half again); the new line is clipped to the product's range.
+LIMIT_MULTIPLIERS: tuple[float, ...] = (0.5, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5)
+HOLD_ACTION = LIMIT_MULTIPLIERS.index(1.0)
+_MULTIPLIERS = np.array(LIMIT_MULTIPLIERS)
+_LOG_MIN, _LOG_MAX = np.log(LIMIT_MULTIPLIERS[0]), np.log(LIMIT_MULTIPLIERS[-1])
+
+
+def discrete_to_multiplier(actions: np.ndarray) -> np.ndarray:
+    """Index into LIMIT_MULTIPLIERS; rejects anything that is not a valid index."""
+    actions = np.asarray(actions).reshape(-1)
+    if actions.dtype.kind not in "iu" and not np.all(actions == np.floor(actions)):
+        raise ValueError(f"discrete actions must be integers in [0, {len(LIMIT_MULTIPLIERS) - 1}]")
+    idx = actions.astype(np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= len(LIMIT_MULTIPLIERS)):
+        raise ValueError(f"discrete actions must be in [0, {len(LIMIT_MULTIPLIERS) - 1}], got {idx.min()}..{idx.max()}")
+    return _MULTIPLIERS[idx]
+
+
+def continuous_to_multiplier(actions: np.ndarray) -> np.ndarray:
+    """Map a in [-1, 1] to a multiplier on a log scale: -1 is the deepest cut, 0 hold, +1 the largest raise."""
+    a = np.clip(np.asarray(actions, dtype=np.float64).reshape(-1), -1.0, 1.0)
+    return np.exp(np.where(a < 0, -a * _LOG_MIN, a * _LOG_MAX))
+
+
+def multiplier_to_continuous(multiplier: np.ndarray) -> np.ndarray:
+    """Inverse of continuous_to_multiplier (for policies written in multipliers)."""
+    log_m = np.log(np.clip(np.asarray(multiplier, dtype=np.float64), LIMIT_MULTIPLIERS[0], LIMIT_MULTIPLIERS[-1]))
+    return np.where(log_m < 0, -log_m / _LOG_MIN, log_m / _LOG_MAX)

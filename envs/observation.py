@@ -1,0 +1,83 @@
+"""What the lender can see of each account: the observation vector and its bounds.
+
+Hidden traits (latent risk, income, need, revolver or transactor, employment) never appear here.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from gymnasium import spaces
+
+from envs.config import AGE_BANDS, CITY_TIERS, REPAYMENT_MODES, Config
+from envs.population import SCORE_RANGE
+from envs.state import PortfolioState
+
+MAX_UTILISATION = 10.0  # utilisation is clipped here (a cut can leave a balance far above the line)
+MAX_MONTHS = 600  # months-type entries are clipped here
+
+
+class Entry(NamedTuple):
+    name: str
+    unit: str
+    low: float
+    high: float  # a value of None-like inf is never used: every entry is bounded
+    meaning: str
+
+
+def observation_entries(config: Config) -> tuple[Entry, ...]:
+    """The observation layout, one row per index; the env docstrings show the same table."""
+    max_line = config.product.max_line
+    # A balance can exceed the line by capitalised penalty interest over six overdue months.
+    max_balance = 2.0 * max_line
+    return (
+        Entry("line", "CNY", 0.0, max_line, "current credit line"),
+        Entry("origination_line", "CNY", 0.0, max_line, "line granted at origination"),
+        Entry("balance", "CNY", 0.0, max_balance, "outstanding balance at month end"),
+        Entry("utilisation", "ratio", 0.0, MAX_UTILISATION, "balance / line (clipped at 10)"),
+        Entry("months_past_due", "months", 0.0, 6.0, "0 current, k in bucket Mk, 6 charged off"),
+        Entry("months_on_book", "months", 0.0, MAX_MONTHS, "months since origination"),
+        Entry("payment_ratio_1", "ratio", 0.0, 1.0, "share of last month's statement paid"),
+        Entry("payment_ratio_2", "ratio", 0.0, 1.0, "same, two months ago"),
+        Entry("payment_ratio_3", "ratio", 0.0, 1.0, "same, three months ago"),
+        Entry("behaviour_score", "points", SCORE_RANGE[0], SCORE_RANGE[1], "lender's score, higher is safer"),
+        Entry("apr", "per year", 0.0, 0.36, "contract interest rate"),
+        Entry("age_band", "index", 0.0, len(AGE_BANDS) - 1, f"{', '.join(AGE_BANDS)}"),
+        Entry("city_tier", "index", 0.0, len(CITY_TIERS) - 1, f"{', '.join(CITY_TIERS)}"),
+        Entry("thin_file", "flag", 0.0, 1.0, "1 if the applicant had a thin data file"),
+        Entry("repayment_mode", "index", 0.0, len(REPAYMENT_MODES) - 1, f"{', '.join(REPAYMENT_MODES)}"),
+        Entry("months_since_line_change", "months", 0.0, MAX_MONTHS, "months since the line last changed"),
+        Entry("macro_stress", "flag", 0.0, 1.0, "1 in the stress regime (public information)"),
+    )
+
+
+def observation_space(config: Config) -> spaces.Box:
+    entries = observation_entries(config)
+    low = np.array([e.low for e in entries], dtype=np.float32)
+    high = np.array([e.high for e in entries], dtype=np.float32)
+    return spaces.Box(low=low, high=high, dtype=np.float32)
+
+
+def observe(state: PortfolioState, stress: bool, space: spaces.Box) -> np.ndarray:
+    """Observation of every account, shape ``(num_accounts, len(entries))``, float32, inside ``space``."""
+    s = state
+    obs = np.empty((len(s), space.shape[0]), dtype=np.float32)
+    obs[:, 0] = s.line
+    obs[:, 1] = s.origination_line
+    obs[:, 2] = s.balance
+    obs[:, 3] = s.balance / s.line
+    obs[:, 4] = s.months_past_due
+    obs[:, 5] = s.months_on_book
+    obs[:, 6:9] = s.payment_ratios
+    obs[:, 9] = s.score
+    obs[:, 10] = s.apr
+    obs[:, 11] = s.age_band
+    obs[:, 12] = s.city_tier
+    obs[:, 13] = s.thin_file
+    obs[:, 14] = s.repayment_mode
+    obs[:, 15] = s.months_since_line_change
+    obs[:, 16] = stress
+    # Clipping in float32 keeps every entry inside the declared bounds, as the checkers require.
+    np.clip(obs, space.low, space.high, out=obs)
+    return obs

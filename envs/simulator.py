@@ -1,0 +1,72 @@
+"""The portfolio simulator: state, macro regime and calendar, with no Gymnasium in sight.
+
+Both environments are thin faces of this class: ``CreditLine-v0`` drives one account, ``make_portfolio``
+drives many. Accounts that end (charge-off, closure, horizon) are replaced by the caller through
+:meth:`Simulator.renew`, so that a replacement is the same new account whichever face asked for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from envs.config import Config
+from envs.dynamics import MonthResult, step
+from envs.params import SimParams
+from envs.population import originate
+from envs.random_stream import macro_uniform
+from envs.state import PortfolioState
+
+
+class Simulator:
+    """A batch of accounts sharing one preset and one macro path.
+
+    Args:
+        config: a validated preset.
+        num_accounts: batch size.
+    """
+
+    def __init__(self, config: Config, num_accounts: int):
+        if num_accounts < 1:
+            raise ValueError(f"num_accounts must be at least 1, got {num_accounts}")
+        self.params = SimParams.from_config(config)
+        self.config = config
+        self.state = PortfolioState.empty(num_accounts)
+        self.calendar_month = 0
+        self.stress = False
+
+    @property
+    def num_accounts(self) -> int:
+        return len(self.state)
+
+    def seed_accounts(self, idx: np.ndarray, seeds: np.ndarray) -> None:
+        """Give the accounts at ``idx`` new seeds and originate their first life."""
+        self.state.seed[idx] = np.asarray(seeds, dtype=np.uint64)
+        self.state.episode[idx] = 0
+        originate(self.state, idx, self.params)
+
+    def renew(self, idx: np.ndarray) -> None:
+        """Replace the accounts at ``idx`` by their next life (a newly acquired account)."""
+        self.state.episode[idx] += 1
+        originate(self.state, idx, self.params)
+
+    def restart_calendar(self) -> None:
+        """Back to calendar month 0 in the normal regime (done when an env is reset with a seed)."""
+        self.calendar_month = 0
+        self.stress = self._regime(0, False)
+
+    def step(self, line_multiplier: np.ndarray) -> MonthResult:
+        result = step(self.state, line_multiplier, self.params, self.stress)
+        self.calendar_month += 1
+        self.stress = self._regime(self.calendar_month, self.stress)
+        return result
+
+    def _regime(self, month: int, previous: bool) -> bool:
+        """The macro regime of a calendar month: a two-state Markov chain keyed on ``macro.seed``."""
+        mac = self.config.macro
+        if mac.forced_stress_start is not None and (
+                mac.forced_stress_start <= month < mac.forced_stress_start + mac.forced_stress_months):
+            return True
+        if month == 0:
+            return False
+        u = macro_uniform(mac.seed, month)
+        return u >= mac.exit_stress if previous else u < mac.enter_stress

@@ -1,0 +1,76 @@
+"""The portfolio's state: one numpy array per account attribute, batch-first.
+
+Hidden traits (what the lender never sees) and the book (what it does) live side by side here; only
+``envs.observation`` decides what an agent is shown.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+PAYMENT_LAGS = 3  # months of payment ratios the lender keeps
+
+
+@dataclass(slots=True)
+class PortfolioState:
+    # identity of each account's random stream
+    seed: np.ndarray  # uint64, the account's seed
+    episode: np.ndarray  # int64, lives this slot has had since seeding
+    key: np.ndarray  # uint64, hash of (seed, episode)
+    # hidden traits
+    risk: np.ndarray  # latent risk [sd units], higher is riskier
+    income: np.ndarray  # [CNY/month]
+    need: np.ndarray  # credit need [CNY]
+    revolver: np.ndarray  # bool
+    target_utilisation: np.ndarray  # of the line the borrower has in mind
+    constraint: np.ndarray  # 0..1, how much borrowing follows the line (0: not at all)
+    adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
+    unemployed: np.ndarray  # bool
+    job_loss_rate: np.ndarray  # monthly, normal regime
+    # segment and contract (observable)
+    age_band: np.ndarray  # int8 index into AGE_BANDS
+    city_tier: np.ndarray  # int8 index into CITY_TIERS
+    thin_file: np.ndarray  # bool
+    repayment_mode: np.ndarray  # int8 index into REPAYMENT_MODES
+    apr: np.ndarray  # contract rate, per year
+    origination_score: np.ndarray
+    origination_line: np.ndarray  # [CNY]
+    # the book (observable)
+    line: np.ndarray  # [CNY]
+    balance: np.ndarray  # [CNY] drawn and unpaid, including capitalised interest
+    months_past_due: np.ndarray  # int8, 0..6
+    months_on_book: np.ndarray  # int32
+    months_since_line_change: np.ndarray  # int32
+    months_since_cut: np.ndarray  # int32, large when never cut
+    missed_payments: np.ndarray  # decayed count of missed payments
+    score: np.ndarray  # behaviour score, 300..900
+    payment_ratios: np.ndarray  # (n, PAYMENT_LAGS) share of the statement paid, newest first
+    provision: np.ndarray  # [CNY] expected-loss allowance held
+
+    @classmethod
+    def empty(cls, num_accounts: int) -> "PortfolioState":
+        n = num_accounts
+        floats = lambda: np.zeros(n)  # noqa: E731
+        return cls(
+            seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
+            risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
+            target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
+            unemployed=np.zeros(n, bool), job_loss_rate=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
+            thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8), apr=floats(),
+            origination_score=floats(), origination_line=floats(), line=floats(), balance=floats(),
+            months_past_due=np.zeros(n, np.int8), months_on_book=np.zeros(n, np.int32),
+            months_since_line_change=np.zeros(n, np.int32), months_since_cut=np.zeros(n, np.int32),
+            missed_payments=floats(), score=floats(), payment_ratios=np.ones((n, PAYMENT_LAGS)),
+            provision=floats(),
+        )
+
+    def __len__(self) -> int:
+        return len(self.balance)
+
+    def field_names(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+    def copy(self) -> "PortfolioState":
+        return PortfolioState(**{name: getattr(self, name).copy() for name in self.field_names()})
