@@ -62,6 +62,8 @@ class ProductConfig(_Section):
     apr_low: Apr
     apr_high: Apr
     market_apr: Apr  # what borrowers compare the price with (attrition)
+    price_best_score: float  # score at and above which the lowest APR applies
+    price_tier_width: PositiveFloat  # score points per step of the five-tier price grid
     repayment_mix: dict[RepaymentMode, Probability]
     instalment_months: Annotated[int, Field(ge=1, le=60)]
     revolving_min_payment: Probability  # share of principal due each month under revolving
@@ -123,6 +125,7 @@ class BehaviourConfig(_Section):
 
     balance_adjust_rate: Probability  # share of the gap to the target balance closed each month
     line_adapt_rate: Probability  # how fast the borrower's sense of the line follows a change
+    max_line_response: Probability  # debt per unit of extra line of a fully constrained borrower
     constraint_intercept: float  # logit of credit-constrainedness for a risk-0 revolver
     constraint_risk_slope: float
     constraint_need_slope: float

@@ -92,9 +92,11 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     roll = ~current & ~cure
     paying = current & ~miss
 
-    # 6. Paying accounts move toward their target balance: a share of the line that follows line changes
-    # in proportion to how credit-constrained the borrower is (DOMAIN: Gross & Souleles; Agarwal et al.).
-    target = s.target_utilisation * (s.origination_line + s.constraint * (s.adapted_line - s.origination_line))
+    # 6. Paying accounts move toward their target balance: their target share of the original line, plus
+    # a share of any change in the line they have adapted to, as large as the borrower is credit-constrained
+    # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up).
+    target = (s.target_utilisation * s.origination_line
+              + beh.max_line_response * s.constraint * (s.adapted_line - s.origination_line))
     adjust = np.where(s.months_on_book == 0, 1.0, beh.balance_adjust_rate)
     wanted = balance + adjust * (target - balance) + beh.balance_noise * line * (2 * u[:, 2] - 1)
     floor = balance + interest - due  # the balance if exactly what is due is paid
@@ -106,7 +108,9 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     new_balance = balance + interest + fees + drawn - repaid
 
     # 7. Buckets move; six months past due is charged off (DOMAIN: 180 days).
-    new_mpd = np.where(miss, 1, np.where(roll, mpd + 1, np.where(cure, 0, mpd))).astype(np.int8)
+    # (the clamp only matters to a caller that keeps stepping a charged-off account without renewing it)
+    new_mpd = np.where(miss, 1, np.where(roll, np.minimum(mpd + 1, CHARGE_OFF_MONTHS), np.where(cure, 0, mpd)))
+    new_mpd = new_mpd.astype(np.int8)
     charge_off = new_mpd >= CHARGE_OFF_MONTHS
     charged_off = np.where(charge_off, new_balance, 0.0)
     new_balance = new_balance - charged_off

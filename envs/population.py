@@ -35,9 +35,9 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     line = income * prod.line_income_multiple * np.exp(prod.line_score_slope * (score - pop.score_center) / 100)
     line = np.clip(np.round(line, -2), prod.min_line, prod.max_line)
 
-    # Price: five risk tiers by score, spread evenly over the product's band (always inside it).
-    tier = np.clip(np.floor((pop.score_center + 2 * pop.score_scale - score) / (4 * pop.score_scale) * _APR_TIERS),
-                   0, _APR_TIERS - 1)
+    # Price: five risk tiers by score, spread evenly over the product's band (always inside it); tier 0
+    # at or above price_best_score, one tier per price_tier_width points below it.
+    tier = np.clip(np.floor((prod.price_best_score - score) / prod.price_tier_width) + 1, 0, _APR_TIERS - 1)
     apr = prod.apr_low + tier / (_APR_TIERS - 1) * (prod.apr_high - prod.apr_low)
 
     revolver = u[:, 11] < 1 / (1 + np.exp(-(p.revolver_logit + pop.revolver_risk_slope * risk)))
