@@ -29,7 +29,8 @@ def expected_loss(p: SimParams, months_past_due: np.ndarray, score: np.ndarray, 
     """
     acc = p.config.accounting
     center = p.config.population.score_center
-    pd_current = 1 / (1 + np.exp(-(acc.pd_stage1_intercept + acc.pd_stage1_slope * (center - score) / 100)))
-    pd = np.where(months_past_due == 0, pd_current, p.stage2_pd[months_past_due])
+    pd = 1 / (1 + np.exp(-(acc.pd_stage1_intercept + acc.pd_stage1_slope * (center - score) / 100)))
+    late = np.flatnonzero(months_past_due)  # a few percent: overwrite on the subset, not with np.where
+    pd[late] = p.stage2_pd[months_past_due[late]]
     exposure = balance + acc.ccf * np.maximum(line - balance, 0.0)
     return pd * (1 - p.config.delinquency.recovery_rate) * exposure

@@ -59,25 +59,32 @@ def observation_space(config: Config) -> spaces.Box:
     return spaces.Box(low=low, high=high, dtype=np.float32)
 
 
-def observe(state: PortfolioState, stress: bool, space: spaces.Box) -> np.ndarray:
-    """Observation of every account, shape ``(num_accounts, len(entries))``, float32, inside ``space``."""
+def observe(state: PortfolioState, stress: bool, space: spaces.Box, idx: np.ndarray | None = None) -> np.ndarray:
+    """Observation of every account (or those at ``idx``), shape ``(accounts, 17)``, float32, inside ``space``.
+
+    Built feature-major (each feature a contiguous row) and returned as its transpose, a Fortran-ordered
+    view: filling rows is several times faster than filling strided columns at 100k accounts.
+    """
     s = state
-    obs = np.empty((len(s), space.shape[0]), dtype=np.float32)
-    obs[:, 0] = s.line
-    obs[:, 1] = s.origination_line
-    obs[:, 2] = s.balance
-    obs[:, 3] = s.balance / s.line
-    obs[:, 4] = s.months_past_due
-    obs[:, 5] = s.months_on_book
-    obs[:, 6:9] = s.payment_ratios
-    obs[:, 9] = s.score
-    obs[:, 10] = s.apr
-    obs[:, 11] = s.age_band
-    obs[:, 12] = s.city_tier
-    obs[:, 13] = s.thin_file
-    obs[:, 14] = s.repayment_mode
-    obs[:, 15] = s.months_since_line_change
-    obs[:, 16] = stress
+    take = (lambda a: a) if idx is None else (lambda a: a[..., idx])  # noqa: E731
+    n = len(s) if idx is None else len(idx)
+    rows = np.empty((space.shape[0], n), dtype=np.float32)
+    rows[0] = take(s.line)
+    rows[1] = take(s.origination_line)
+    balance = take(s.balance)
+    rows[2] = balance
+    np.divide(balance, take(s.line), out=rows[3], casting="unsafe")
+    rows[4] = take(s.months_past_due)
+    rows[5] = take(s.months_on_book)
+    rows[6:9] = take(s.payment_ratios)
+    rows[9] = take(s.score)
+    rows[10] = take(s.apr)
+    rows[11] = take(s.age_band)
+    rows[12] = take(s.city_tier)
+    rows[13] = take(s.thin_file)
+    rows[14] = take(s.repayment_mode)
+    rows[15] = take(s.months_since_line_change)
+    rows[16] = stress
     # Clipping in float32 keeps every entry inside the declared bounds, as the checkers require.
-    np.clip(obs, space.low, space.high, out=obs)
-    return obs
+    np.clip(rows, space.low[:, None], space.high[:, None], out=rows)
+    return rows.T

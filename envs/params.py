@@ -35,6 +35,7 @@ class SimParams:
     stage2_pd: np.ndarray  # 12-month PD by months past due for provisions (index 0 unused)
     revolver_logit: float
     attrition_logit: float
+    has_interest_first: bool  # whether any account can have a balloon month
 
     @classmethod
     def from_config(cls, config: Config) -> "SimParams":
@@ -60,6 +61,7 @@ class SimParams:
             stage2_pd=pd,
             revolver_logit=_logit(pop.revolver_share),
             attrition_logit=_logit(config.attrition.base_rate),
+            has_interest_first=prod.repayment_mix.get("interest_first", 0.0) > 0,
         )
 
 

@@ -18,17 +18,17 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     cfg, pop, prod = p.config, p.config.population, p.config.product
     key = account_keys(state.seed[idx], state.episode[idx])
     u = origination_uniforms(key, 16)
-    age = draw_category(p.age_cdf, u[:, 0])
-    city = draw_category(p.city_cdf, u[:, 1])
-    thin = u[:, 2] < pop.thin_file_share
+    age = draw_category(p.age_cdf, u[0])
+    city = draw_category(p.city_cdf, u[1])
+    thin = u[2] < pop.thin_file_share
     risk = (p.age_risk[age] + p.city_risk[city] + pop.thin_file_risk * thin
-            + standard_normal(u[:, 3], u[:, 4]))
-    income = p.income_median[city] * np.exp(pop.income_sigma * standard_normal(u[:, 5], u[:, 6]))
-    need = income * pop.need_median * np.exp(pop.need_sigma * standard_normal(u[:, 7], u[:, 8]))
+            + standard_normal(u[3], u[4]))
+    income = p.income_median[city] * np.exp(pop.income_sigma * standard_normal(u[5], u[6]))
+    need = income * pop.need_median * np.exp(pop.need_sigma * standard_normal(u[7], u[8]))
 
     # The score sees latent risk through noise; thin files are seen worse (DOMAIN: long-tail users).
     noise_sd = np.where(thin, pop.thin_file_score_noise, pop.score_noise)
-    score_noise = noise_sd * standard_normal(u[:, 9], u[:, 10])
+    score_noise = noise_sd * standard_normal(u[9], u[10])
     score = np.clip(pop.score_center - pop.score_scale * (risk + score_noise), *SCORE_RANGE)
 
     # Line: months of income scaled by score, in whole hundreds of CNY, inside the product's range.
@@ -40,10 +40,10 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     tier = np.clip(np.floor((prod.price_best_score - score) / prod.price_tier_width) + 1, 0, _APR_TIERS - 1)
     apr = prod.apr_low + tier / (_APR_TIERS - 1) * (prod.apr_high - prod.apr_low)
 
-    revolver = u[:, 11] < 1 / (1 + np.exp(-(p.revolver_logit + pop.revolver_risk_slope * risk)))
+    revolver = u[11] < 1 / (1 + np.exp(-(p.revolver_logit + pop.revolver_risk_slope * risk)))
     lo_r, hi_r = pop.revolver_utilisation
     lo_t, hi_t = pop.transactor_utilisation
-    target = np.where(revolver, lo_r + (hi_r - lo_r) * u[:, 12], lo_t + (hi_t - lo_t) * u[:, 12])
+    target = np.where(revolver, lo_r + (hi_r - lo_r) * u[12], lo_t + (hi_t - lo_t) * u[12])
     beh = cfg.behaviour
     constraint = 1 / (1 + np.exp(-(beh.constraint_intercept + beh.constraint_risk_slope * risk
                                    + beh.constraint_need_slope * np.log(need / line))))
@@ -62,7 +62,15 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.age_band[idx] = age
     state.city_tier[idx] = city
     state.thin_file[idx] = thin
-    state.repayment_mode[idx] = draw_category(p.mode_cdf, u[:, 13])
+    mode = draw_category(p.mode_cdf, u[13])
+    state.repayment_mode[idx] = mode
+    state.scheduled_share[idx] = p.scheduled_share[mode]
+    dflt, att = cfg.default, cfg.attrition
+    # Constant parts of the monthly hazards (envs.dynamics), computed once per account.
+    state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
+    state.burden_per_cny[idx] = dflt.payment_burden_effect / income
+    state.attrition_logit_base[idx] = p.attrition_logit + att.apr_effect * 100 * (apr - prod.market_apr)
+    state.log_need[idx] = np.log(need)
     state.apr[idx] = apr
     state.origination_score[idx] = score
     state.origination_line[idx] = line
@@ -74,7 +82,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.months_since_cut[idx] = NEVER_CUT
     state.missed_payments[idx] = 0.0
     state.score[idx] = score
-    state.payment_ratios[idx] = 1.0
+    state.payment_ratios[:, idx] = 1.0
     state.provision[idx] = 0.0  # the first month books the allowance on the new line
 
 

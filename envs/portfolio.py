@@ -88,7 +88,7 @@ class PortfolioVecEnv(VecEnv):
                 info["terminal_observation"] = obs[i].copy()
                 info["TimeLimit.truncated"] = truncated
             self.sim.renew(done_idx)
-            obs[done_idx] = observe(self.sim.state, self.sim.stress, self.observation_space)[done_idx]
+            obs[done_idx] = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx)
         self._dirty = done_idx
         return obs, result.reward.astype(np.float32), dones, self._infos
 

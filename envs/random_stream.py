@@ -18,8 +18,10 @@ _MUL2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S32 = (np.uint64(s) for s in (30, 27, 31, 32))
 _LOW32 = np.uint64(0xFFFFFFFF)
 _TO_UNIT = 2.0**-32
+_STREAMS = 4  # interleaved sequences: monthly, origination, macro
 _STREAM_MONTHLY = np.uint64(1)
 _STREAM_ORIGINATION = np.uint64(2)
+_STREAM_MACRO = np.uint64(3)
 
 
 def mix64(x: np.ndarray) -> np.ndarray:
@@ -44,17 +46,26 @@ def account_keys(seeds: np.ndarray, episodes: np.ndarray) -> np.ndarray:
 
 
 def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, count: int) -> np.ndarray:
-    """``count`` uniforms in (0, 1) per key, shape ``(len(keys), count)``, for one (stream, counter)."""
+    """``count`` uniforms in (0, 1) per key, shape ``(count, len(keys))``, for one (stream, counter).
+
+    Draw ``j`` of counter ``c`` is word ``(c * words + j) * 4 + stream`` of the SplitMix64 sequence seeded
+    by the key (state = key + index x golden ratio, output = mix(state)), split into two 32-bit halves.
+    """
     words = (count + 1) // 2
     with np.errstate(over="ignore"):
-        base = mix64(keys ^ (np.asarray(counter, dtype=np.uint64) * _GOLDEN + stream * _MUL1))
-        x = mix64(base[:, None] + np.arange(1, words + 1, dtype=np.uint64) * _GOLDEN)
-    out = np.empty((len(keys), 2 * words))
+        first = (np.asarray(counter, dtype=np.uint64) * np.uint64(words * _STREAMS) + stream) * _GOLDEN + keys
+        step = np.uint64(_STREAMS) * _GOLDEN
+        x = np.empty((words, len(keys)), dtype=np.uint64)
+        for j in range(words):
+            x[j] = first + np.uint64(j) * step
+        x = mix64(x)
+    out = np.empty((2 * words, len(keys)))
     # +0.5 keeps every draw strictly inside (0, 1), so logs and inverse CDFs never see 0 or 1.
-    np.add(x >> _S32, 0.5, out=out[:, :words])
-    np.add(x & _LOW32, 0.5, out=out[:, words:])
+    # (viewed as int64, which converts to float faster than uint64; both halves are below 2**32)
+    np.add((x >> _S32).view(np.int64), 0.5, out=out[:words])
+    np.add((x & _LOW32).view(np.int64), 0.5, out=out[words:])
     out *= _TO_UNIT
-    return out[:, :count]
+    return out[:count]
 
 
 def monthly_uniforms(keys: np.ndarray, month: np.ndarray, count: int) -> np.ndarray:
@@ -68,7 +79,7 @@ def origination_uniforms(keys: np.ndarray, count: int) -> np.ndarray:
 def macro_uniform(seed: int, calendar_month: int) -> float:
     """One uniform for the portfolio-wide regime in a calendar month, keyed on the macro seed only."""
     key = np.array([seed_to_key(seed)], dtype=np.uint64)
-    return float(uniforms(key, calendar_month, np.uint64(3), 1)[0, 0])
+    return float(uniforms(key, calendar_month, _STREAM_MACRO, 1)[0, 0])
 
 
 def standard_normal(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:

@@ -29,11 +29,17 @@ class PortfolioState:
     adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
     unemployed: np.ndarray  # bool
     job_loss_rate: np.ndarray  # monthly, normal regime
+    # per-account constants of the monthly hazards, computed once at origination (envs.population)
+    miss_logit_base: np.ndarray  # intercept + latent risk part of the miss logit
+    burden_per_cny: np.ndarray  # miss-logit change per CNY due (burden effect / income)
+    attrition_logit_base: np.ndarray  # base closure logit + the price effect
+    log_need: np.ndarray  # log of credit need [log CNY]
     # segment and contract (observable)
     age_band: np.ndarray  # int8 index into AGE_BANDS
     city_tier: np.ndarray  # int8 index into CITY_TIERS
     thin_file: np.ndarray  # bool
     repayment_mode: np.ndarray  # int8 index into REPAYMENT_MODES
+    scheduled_share: np.ndarray  # principal due per month as a share of balance, by the repayment mode
     apr: np.ndarray  # contract rate, per year
     origination_score: np.ndarray
     origination_line: np.ndarray  # [CNY]
@@ -46,7 +52,7 @@ class PortfolioState:
     months_since_cut: np.ndarray  # int32, large when never cut
     missed_payments: np.ndarray  # decayed count of missed payments
     score: np.ndarray  # behaviour score, 300..900
-    payment_ratios: np.ndarray  # (n, PAYMENT_LAGS) share of the statement paid, newest first
+    payment_ratios: np.ndarray  # (PAYMENT_LAGS, n) share of the statement paid, newest first
     provision: np.ndarray  # [CNY] expected-loss allowance held
 
     @classmethod
@@ -57,16 +63,18 @@ class PortfolioState:
             seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
             risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
             target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
-            unemployed=np.zeros(n, bool), job_loss_rate=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
-            thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8), apr=floats(),
+            unemployed=np.zeros(n, bool), job_loss_rate=floats(), miss_logit_base=floats(),
+            burden_per_cny=floats(), attrition_logit_base=floats(), log_need=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
+            thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),
+            scheduled_share=floats(), apr=floats(),
             origination_score=floats(), origination_line=floats(), line=floats(), balance=floats(),
             months_past_due=np.zeros(n, np.int8), months_on_book=np.zeros(n, np.int32),
             months_since_line_change=np.zeros(n, np.int32), months_since_cut=np.zeros(n, np.int32),
-            missed_payments=floats(), score=floats(), payment_ratios=np.ones((n, PAYMENT_LAGS)),
+            missed_payments=floats(), score=floats(), payment_ratios=np.ones((PAYMENT_LAGS, n)),
             provision=floats(),
         )
 
-    def __len__(self) -> int:
+    def __len__(self) -> int:  # accounts
         return len(self.balance)
 
     def field_names(self) -> list[str]:

@@ -1,0 +1,120 @@
+"""Measure simulator speed and memory; print account-months per second and the batched / per-account ratio.
+
+Targets (issue 2): ``make_portfolio`` at 100k accounts runs at least 10 million account-months per second on
+one core, at least 100x the per-account path (``DummyVecEnv`` over single ``CreditLine-v0`` envs); one
+million accounts fit in under 1 GB. Both paths run in the same process, one after the other, so their
+ratio is meaningful on a shared machine; CPU time (this process only) is shown beside wall time because
+wall time also counts time the process waited for a core.
+
+    python scripts/benchmark.py
+    python scripts/benchmark.py --accounts 100000 --steps 50 --write results/benchmark.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import gymnasium as gym  # noqa: E402
+from stable_baselines3.common.vec_env import DummyVecEnv  # noqa: E402
+
+import envs  # noqa: E402
+from envs.config import ConfigError  # noqa: E402
+
+
+def _timed_steps(venv, steps: int, num_envs: int, seed: int) -> tuple[float, float]:
+    """Wall and CPU seconds for ``steps`` steps with random line actions (drawn before timing)."""
+    rng = np.random.default_rng(seed)
+    actions = rng.integers(0, len(envs.LIMIT_MULTIPLIERS), size=(steps, num_envs))
+    venv.reset()
+    venv.step(actions[0])  # warm-up: first-touch allocations
+    wall, cpu = time.perf_counter(), time.process_time()
+    for t in range(1, steps):
+        venv.step(actions[t])
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def batched(preset: str, accounts: int, steps: int) -> tuple[float, float]:
+    venv = envs.make_portfolio(preset, accounts, seed=0)
+    wall, cpu = _timed_steps(venv, steps, accounts, 1)
+    return accounts * (steps - 1) / wall, accounts * (steps - 1) / cpu
+
+
+def per_account(preset: str, accounts: int, steps: int) -> tuple[float, float]:
+    venv = DummyVecEnv([lambda: gym.make("CreditLine-v0", preset=preset) for _ in range(accounts)])
+    venv.seed(0)
+    wall, cpu = _timed_steps(venv, steps, accounts, 1)
+    return accounts * (steps - 1) / wall, accounts * (steps - 1) / cpu
+
+
+def peak_memory(preset: str, accounts: int, steps: int = 3) -> float:
+    """Peak bytes allocated (numpy arrays and Python objects, via tracemalloc) to build and step a portfolio."""
+    tracemalloc.start()
+    venv = envs.make_portfolio(preset, accounts, seed=0)
+    venv.reset()
+    hold = np.full(accounts, envs.HOLD_ACTION)
+    for _ in range(steps):
+        venv.step(hold)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del venv
+    return float(peak)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--preset", default="wechat", help="preset to simulate (default wechat)")
+    parser.add_argument("--accounts", type=int, default=100_000, help="portfolio size for speed (default 100000)")
+    parser.add_argument("--steps", type=int, default=50, help="months simulated per measurement (default 50)")
+    parser.add_argument("--single-envs", type=int, default=64, help="single envs in the DummyVecEnv (default 64)")
+    parser.add_argument("--memory-accounts", type=int, default=1_000_000,
+                        help="portfolio size for the memory check (default 1000000; 0 skips it)")
+    parser.add_argument("--write", type=Path, help="also write the table as Markdown to this file")
+    args = parser.parse_args(argv)
+    if min(args.accounts, args.steps - 1, args.single_envs) < 1 or args.memory_accounts < 0:
+        print("error: --accounts, --single-envs must be positive, --steps at least 2", file=sys.stderr)
+        return 2
+    try:
+        envs.load_config(args.preset)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    print(f"timing make_portfolio({args.preset!r}, {args.accounts}) over {args.steps} months ...", flush=True)
+    fast_wall, fast_cpu = batched(args.preset, args.accounts, args.steps)
+    print(f"timing DummyVecEnv of {args.single_envs} CreditLine-v0 envs over {args.steps} months ...", flush=True)
+    slow_wall, slow_cpu = per_account(args.preset, args.single_envs, args.steps)
+    rows = [
+        ("make_portfolio, account-months/s (wall)", f"{fast_wall / 1e6:.2f} M"),
+        ("make_portfolio, account-months/s (CPU)", f"{fast_cpu / 1e6:.2f} M"),
+        ("DummyVecEnv, account-months/s (wall)", f"{slow_wall / 1e3:.1f} k"),
+        ("DummyVecEnv, account-months/s (CPU)", f"{slow_cpu / 1e3:.1f} k"),
+        ("speed-up, batched / per-account (CPU)", f"{fast_cpu / slow_cpu:,.0f}x"),
+    ]
+    if args.memory_accounts:
+        print(f"measuring peak memory of make_portfolio({args.preset!r}, {args.memory_accounts}) ...", flush=True)
+        peak = peak_memory(args.preset, args.memory_accounts)
+        rows.append((f"peak memory, {args.memory_accounts:,} accounts", f"{peak / 2**30:.2f} GiB"))
+    width = max(len(name) for name, _ in rows)
+    table = "\n".join(f"| {name:<{width}} | {value:>10} |" for name, value in rows)
+    table = f"| {'measure':<{width}} | {'value':>10} |\n|{'-' * (width + 2)}|{'-' * 12}|\n" + table
+    print(table)
+    if args.write:
+        args.write.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=args.write.parent, delete=False, suffix=".tmp") as tmp:
+            tmp.write(f"Printed by `python scripts/benchmark.py --write {args.write}` "
+                      f"({os.cpu_count()} CPUs, numpy {np.__version__}).\n\n{table}\n")
+        os.replace(tmp.name, args.write)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
