@@ -63,7 +63,8 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     old_line = s.line
     line = np.clip(np.round(old_line * line_multiplier, -2), prod.min_line, prod.max_line)
     unchanged = line == old_line
-    cut = line < old_line
+    # A cut before the first month is a lower starting line, not a cut the borrower lived through.
+    cut = (line < old_line) & (s.months_on_book > 0)
     s.line[...] = line
     s.adapted_line += beh.line_adapt_rate * (line - s.adapted_line)
 

@@ -91,13 +91,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--accounts and --months must be positive and --burn-in not negative")
         table = calibration_rows(presets, overrides, args.accounts, args.months, args.burn_in, args.seed,
                                  args.runs, not args.no_progress)
-        response = response_rows(presets[0], overrides, args.seed)
+        response_preset = "wechat" if "wechat" in presets else presets[0]
+        response = response_rows(response_preset, overrides, args.seed)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     text = ("## Steady state under fixed lines vs the source document\n\n"
             + table.to_markdown(index=False)
-            + f"\n\n## Debt response to a 1.5x line raise ({presets[0]}) vs public evidence\n\n"
+            + f"\n\n## Debt response to a 1.5x line raise ({response_preset}) vs public evidence\n\n"
             + response.to_markdown(index=False) + "\n")
     print(text)
     if args.write:
