@@ -25,7 +25,10 @@ def discrete_to_multiplier(actions: np.ndarray) -> np.ndarray:
 
 def continuous_to_multiplier(actions: np.ndarray) -> np.ndarray:
     """Map a in [-1, 1] to a multiplier on a log scale: -1 is the deepest cut, 0 hold, +1 the largest raise."""
-    a = np.clip(np.asarray(actions, dtype=np.float64).reshape(-1), -1.0, 1.0)
+    a = np.asarray(actions, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"continuous actions must be finite numbers in [-1, 1], got {a[~np.isfinite(a)][:5]}")
+    a = np.clip(a, -1.0, 1.0)
     return np.exp(np.where(a < 0, -a * _LOG_MIN, a * _LOG_MAX))
 
 

@@ -246,7 +246,8 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
         if not isinstance(node, dict) or key not in node:
             where = ".".join(keys[:depth]) or "the top level"
             allowed = sorted(node) if isinstance(node, dict) else []
-            raise ConfigError(f"unknown config key '{path}': no '{key}' in {where}; allowed: {allowed}")
+            raise ConfigError(f"unknown config key '{path}' (value {value!r}): no '{key}' in {where}; "
+                              f"allowed: {allowed}")
         if depth == len(keys) - 1:
             node[key] = value
         else:

@@ -130,6 +130,8 @@ class CreditLineEnv(gym.Env):
     def step(self, action: Any):
         if not self._seeded:
             raise RuntimeError("call reset() before step()")
+        if np.size(action) != 1:
+            raise ValueError(f"expected one action for one account, got shape {np.shape(action)}: {action!r}")
         result = self.sim.step(self._multiplier(action))
         info = month_info(result, self.sim, 0)
         info = {**info, "reward_components": {k: float(v) for k, v in info["reward_components"].items()},

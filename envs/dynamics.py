@@ -65,17 +65,17 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     unchanged = line == old_line
     # A cut before the first month is a lower starting line, not a cut the borrower lived through.
     cut = (line < old_line) & (s.months_on_book > 0)
-    s.line[...] = line
+    s.line = line
     s.adapted_line += beh.line_adapt_rate * (line - s.adapted_line)
 
     # 2. Jobs are lost and found; stress raises losses and slows re-employment.
     mac = cfg.macro
     job_loss = s.job_loss_rate * (mac.stress_job_loss_multiplier if stress else 1.0)
     find = dflt.reemployment_rate * (mac.stress_reemployment_multiplier if stress else 1.0)
-    s.unemployed[...] = np.where(s.unemployed, u[0] >= find, u[0] < job_loss)
+    s.unemployed = np.where(s.unemployed, u[0] >= find, u[0] < job_loss)
 
     # 3. Interest on the opening balance; overdue balances pay the penalty rate on top.
-    balance = s.balance.copy()
+    balance = s.balance
     mpd = s.months_past_due
     late = np.flatnonzero(mpd)  # delinquent accounts (a few percent)
     interest = balance * (s.apr / 12)
@@ -110,8 +110,10 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     wanted = np.clip(wanted, 0.0, np.maximum(line, floor))  # no drawing past the line
     drawn = np.maximum(wanted - floor, 0.0)
     repaid = balance + interest + drawn - wanted
+    new_balance = wanted  # for paying accounts; set directly so that a paid-off balance is exactly 0
     drawn[missed] = 0.0
     repaid[missed] = 0.0
+    new_balance[missed] = balance[missed] + interest[missed]  # interest is capitalised
     drawn[late] = 0.0  # delinquent accounts cannot draw
 
     # Delinquent accounts cure (pay what is overdue) or roll one bucket; the out-of-work cure less.
@@ -122,7 +124,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     # A cure pays the interest, fees and the overdue principal of the missed months.
     overdue = np.minimum(b_late * np.maximum(share[late], 1.0 / prod.instalment_months) * mpd_late, b_late)
     repaid[late] = cure * (interest[late] + fees[late] + overdue)
-    new_balance = balance + interest + fees + drawn - repaid
+    new_balance[late] = np.where(cure, b_late - overdue, b_late + interest[late] + fees[late])
 
     # 7. Buckets move; six months past due is charged off (DOMAIN: 180 days).
     # (the clamp only matters to a caller that keeps stepping a charged-off account without renewing it)
@@ -138,7 +140,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     # 8. Content current accounts in work may close, more so after a cut, with a line short of their
     # need, or a price above the market (DOMAIN: "low lines, high rates"); attrition_logit_base holds the
     # base rate and the price effect.
-    s.months_since_cut[...] = (s.months_since_cut + 1) * ~cut
+    s.months_since_cut = (s.months_since_cut + 1) * ~cut
     att = cfg.attrition
     logit_close = (s.attrition_logit_base + att.cut_effect * (s.months_since_cut <= att.cut_memory_months)
                    + att.low_line_effect * np.maximum(s.log_need - np.log(line), 0.0))
@@ -151,13 +153,13 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     # 9. The lender's view of the account updates.
     s.missed_payments *= _MISSED_PAYMENT_MEMORY
     s.missed_payments[missed] += 1.0
-    s.score[...] = np.clip(s.origination_score - _SCORE_PER_BUCKET * new_mpd
+    s.score = np.clip(s.origination_score - _SCORE_PER_BUCKET * new_mpd
                            - _SCORE_PER_MISS * s.missed_payments, *SCORE_RANGE)
     statement = balance + interest + fees
     ratio = repaid / np.maximum(statement, 1e-9)
     ratio[statement <= 0] = 1.0  # nothing was owed
     s.payment_ratios[1:] = s.payment_ratios[:-1]
-    np.minimum(ratio, 1.0, out=s.payment_ratios[0])
+    np.clip(ratio, 0.0, 1.0, out=s.payment_ratios[0])  # (0 guards a -1e-13 rounding of a zero payment)
 
     # 10. The month's accounts.
     provision = expected_loss(p, new_mpd, s.score, new_balance, line)
@@ -180,11 +182,11 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     in_m3plus = late[(new_mpd[late] >= 3) & (new_mpd[late] < CHARGE_OFF_MONTHS)]
     cost[in_m3plus] = new_balance[in_m3plus] / acc.reference_balance
 
-    s.balance[...] = new_balance
-    s.months_past_due[...] = new_mpd
-    s.provision[...] = provision
-    s.months_on_book += 1
-    s.months_since_line_change[...] = (s.months_since_line_change + 1) * unchanged
+    s.balance = new_balance
+    s.months_past_due = new_mpd
+    s.provision = provision
+    s.months_on_book = s.months_on_book + 1
+    s.months_since_line_change = (s.months_since_line_change + 1) * unchanged
     truncated = (s.months_on_book >= cfg.env.horizon) & ~terminated
     return MonthResult(reward, components, revenue, cost, terminated, truncated, charged_off, closed,
                        drawn, repaid, balance)

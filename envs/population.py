@@ -38,7 +38,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     # Price: five risk tiers by score, spread evenly over the product's band (always inside it); tier 0
     # at or above price_best_score, one tier per price_tier_width points below it.
     tier = np.clip(np.floor((prod.price_best_score - score) / prod.price_tier_width) + 1, 0, _APR_TIERS - 1)
-    apr = prod.apr_low + tier / (_APR_TIERS - 1) * (prod.apr_high - prod.apr_low)
+    apr = np.minimum(prod.apr_low + tier / (_APR_TIERS - 1) * (prod.apr_high - prod.apr_low), prod.apr_high)
 
     revolver = u[11] < 1 / (1 + np.exp(-(p.revolver_logit + pop.revolver_risk_slope * risk)))
     lo_r, hi_r = pop.revolver_utilisation
@@ -92,5 +92,6 @@ def job_loss_rate(p: SimParams, age: np.ndarray, city: np.ndarray, thin: np.ndar
     mult = d.job_loss_multiplier
     rate = d.job_loss_rate * np.where(age == 0, mult.get("young", 1.0), 1.0)
     rate = rate * np.where(thin, mult.get("thin_file", 1.0), 1.0)
-    return rate * np.where(city == 2, mult.get("lower_tier", 1.0), 1.0)
+    rate = rate * np.where(city == 2, mult.get("lower_tier", 1.0), 1.0)
+    return np.minimum(rate, 1.0)  # a probability: large what-if multipliers saturate
 
