@@ -21,7 +21,7 @@ REVENUE_COMPONENTS = ("interest", "fees", "funding_cost", "credit_loss", "acquis
 
 
 def expected_loss(p: SimParams, months_past_due: np.ndarray, score: np.ndarray, balance: np.ndarray,
-                  line: np.ndarray) -> np.ndarray:
+                  line: np.ndarray, late: np.ndarray | None = None) -> np.ndarray:
     """PD x LGD x EAD with EAD = drawn + CCF x undrawn (DOMAIN.md section 3) [CNY].
 
     Stage 1 (current) takes a 12-month PD from the behaviour score; M1-M2 (stage 2) and M3+ (default)
@@ -30,7 +30,9 @@ def expected_loss(p: SimParams, months_past_due: np.ndarray, score: np.ndarray, 
     acc = p.config.accounting
     center = p.config.population.score_center
     pd = 1 / (1 + np.exp(-(acc.pd_stage1_intercept + acc.pd_stage1_slope * (center - score) / 100)))
-    late = np.flatnonzero(months_past_due)  # a few percent: overwrite on the subset, not with np.where
+    if late is None:  # indices of the delinquent accounts, if the caller does not have them already
+        late = np.flatnonzero(months_past_due > 0)
+    # a few percent: overwrite on the subset, not with np.where
     pd[late] = p.stage2_pd[months_past_due[late]]
     exposure = balance + acc.ccf * np.maximum(line - balance, 0.0)
     return pd * (1 - p.config.delinquency.recovery_rate) * exposure

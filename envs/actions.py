@@ -14,13 +14,14 @@ _LOG_MIN, _LOG_MAX = np.log(LIMIT_MULTIPLIERS[0]), np.log(LIMIT_MULTIPLIERS[-1])
 
 def discrete_to_multiplier(actions: np.ndarray) -> np.ndarray:
     """Index into LIMIT_MULTIPLIERS; rejects anything that is not a valid index."""
-    actions = np.asarray(actions).reshape(-1)
-    if actions.dtype.kind not in "iu" and not np.all(actions == np.floor(actions)):
-        raise ValueError(f"discrete actions must be integers in [0, {len(LIMIT_MULTIPLIERS) - 1}]")
-    idx = actions.astype(np.int64)
+    idx = np.asarray(actions).reshape(-1)
+    if idx.dtype.kind not in "iu":
+        if not np.all(idx == np.floor(idx)):  # also rejects NaN
+            raise ValueError(f"discrete actions must be integers in [0, {len(LIMIT_MULTIPLIERS) - 1}]")
+        idx = idx.astype(np.int64)
     if idx.size and (idx.min() < 0 or idx.max() >= len(LIMIT_MULTIPLIERS)):
         raise ValueError(f"discrete actions must be in [0, {len(LIMIT_MULTIPLIERS) - 1}], got {idx.min()}..{idx.max()}")
-    return _MULTIPLIERS[idx]
+    return _MULTIPLIERS.take(idx)
 
 
 def continuous_to_multiplier(actions: np.ndarray) -> np.ndarray:

@@ -85,6 +85,11 @@ def observe(state: PortfolioState, stress: bool, space: spaces.Box, idx: np.ndar
     rows[14] = take(s.repayment_mode)
     rows[15] = take(s.months_since_line_change)
     rows[16] = stress
-    # Clipping in float32 keeps every entry inside the declared bounds, as the checkers require.
-    np.clip(rows, space.low[:, None], space.high[:, None], out=rows)
+    # Only these entries can leave their bounds (a cut can leave the balance far above the line; months
+    # grow without limit); clipping them in float32 keeps every entry inside the space, as checkers require.
+    for i in _UNBOUNDED_ROWS:
+        np.clip(rows[i], space.low[i], space.high[i], out=rows[i])
     return rows.T
+
+
+_UNBOUNDED_ROWS = (2, 3, 5, 15)  # balance, utilisation, months_on_book, months_since_line_change

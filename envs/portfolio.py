@@ -83,9 +83,10 @@ class PortfolioVecEnv(VecEnv):
             self._infos[i].clear()
         done_idx = np.flatnonzero(dones)
         if done_idx.size:
-            for i, truncated in zip(done_idx.tolist(), result.truncated[done_idx].tolist()):
+            terminal = obs[done_idx]  # one gather; each info gets a row of it
+            for k, (i, truncated) in enumerate(zip(done_idx.tolist(), result.truncated[done_idx].tolist())):
                 info = self._infos[i]
-                info["terminal_observation"] = obs[i].copy()
+                info["terminal_observation"] = terminal[k]
                 info["TimeLimit.truncated"] = truncated
             self.sim.renew(done_idx)
             obs[done_idx] = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx)

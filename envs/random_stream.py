@@ -17,7 +17,8 @@ _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
 _MUL2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S32 = (np.uint64(s) for s in (30, 27, 31, 32))
 _LOW32 = np.uint64(0xFFFFFFFF)
-_TO_UNIT = 2.0**-32
+_S20 = np.uint64(20)  # 52 mantissa bits - 32 random bits
+_ONE_AND_HALF_ULP = np.uint64(0x3FF0000000000000 | 1 << 19)  # exponent of 1.0, plus half a 2**-32 step
 _STREAMS = 4  # interleaved sequences: monthly, origination, macro
 _STREAM_MONTHLY = np.uint64(1)
 _STREAM_ORIGINATION = np.uint64(2)
@@ -59,12 +60,15 @@ def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, cou
         for j in range(words):
             x[j] = first + np.uint64(j) * step
         x = mix64(x)
-    out = np.empty((2 * words, len(keys)))
-    # +0.5 keeps every draw strictly inside (0, 1), so logs and inverse CDFs never see 0 or 1.
-    # (viewed as int64, which converts to float faster than uint64; both halves are below 2**32)
-    np.add((x >> _S32).view(np.int64), 0.5, out=out[:words])
-    np.add((x & _LOW32).view(np.int64), 0.5, out=out[words:])
-    out *= _TO_UNIT
+    # Each 32-bit half becomes the top of a float's mantissa in [1, 2) (no slow integer-to-float
+    # conversion); the bit below it is set, i.e. +0.5 in units of 2**-32, so every draw is strictly inside
+    # (0, 1) and logs never see 0.
+    bits = np.empty((2 * words, len(keys)), dtype=np.uint64)
+    np.left_shift(x >> _S32, _S20, out=bits[:words])
+    np.left_shift(x & _LOW32, _S20, out=bits[words:])
+    bits |= _ONE_AND_HALF_ULP
+    out = bits.view(np.float64)
+    out -= 1.0
     return out[:count]
 
 
