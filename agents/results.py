@@ -1,0 +1,447 @@
+"""Run folders: everything a run writes, written atomically so an interrupted run never corrupts it.
+
+Layout of ``results/<name>/``::
+
+    config.yaml        the resolved env config (``Config.to_dict()``): the run can be replayed from it
+    seeds.json         train, tune and eval seeds
+    metadata.json      git commit and dirty flag, Python and package versions, command line, timestamps
+    summary.csv        one row per policy (see ``agents.evaluation``)
+    baselines.json     tuned baseline parameters (best-static multiplier, rule parameters), if any
+    metrics/*.csv      monthly.csv, by_segment.csv, per_seed.csv, tuning tables
+    figures/*.png      monthly.png, frontier.png, training.png
+    agents/<algo>/     trained agents (written by ``agents.training``)
+
+Every file goes to a temporary file in the same folder, is flushed and fsync'ed, then renamed over the
+target with ``os.replace`` (atomic on POSIX and Windows): a reader sees the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import io
+import json
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import IO, Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+import pandas as pd
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Packages whose versions decide the numbers of a run.
+TRACKED_PACKAGES = ("numpy", "gymnasium", "stable-baselines3", "torch", "pandas", "matplotlib", "pydantic")
+
+
+# -- atomic writes -----------------------------------------------------------------------------------
+def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Write a file through ``write(binary_file)`` so that ``path`` is replaced whole or not at all.
+
+    Args:
+        path: the target file; its folder is created if missing.
+        write: fills the open temporary file. If it raises, the temporary file is removed, ``path``
+            keeps its old content (if any) and the exception propagates.
+
+    Returns:
+        ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Same folder as the target: os.replace is only atomic within one file system.
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would have.
+        os.chmod(tmp_name, _file_mode(path))
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        # BaseException: a Ctrl-C in the middle must not leave a stray temporary file either.
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _file_mode(path: Path) -> int:
+    if path.exists():
+        return path.stat().st_mode & 0o7777
+    umask = os.umask(0)  # reading the umask means setting it; restored at once
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (Windows), where it is skipped.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _text_writer(produce: Callable[[IO[str]], None]) -> Callable[[IO[bytes]], None]:
+    """Adapt a text serialiser to the binary temporary file (UTF-8, ``\\n`` line ends)."""
+    def write(handle: IO[bytes]) -> None:
+        text = io.TextIOWrapper(handle, encoding="utf-8", newline="\n", write_through=True)
+        try:
+            produce(text)
+            text.flush()
+        finally:
+            text.detach()  # leave the binary handle open for flush/fsync
+    return write
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Atomically write ``text`` (UTF-8)."""
+    return atomic_write(path, _text_writer(lambda f: f.write(text)))
+
+
+def write_json(path: str | Path, data: Any) -> Path:
+    """Atomically write ``data`` as indented JSON; numpy scalars/arrays and paths are converted."""
+    def produce(handle: IO[str]) -> None:
+        json.dump(data, handle, indent=2, default=_json_default, allow_nan=True)
+        handle.write("\n")
+    return atomic_write(path, _text_writer(produce))
+
+
+def write_yaml(path: str | Path, data: Any) -> Path:
+    """Atomically write ``data`` as block-style YAML, keys in the given order."""
+    return atomic_write(path, _text_writer(
+        lambda f: yaml.safe_dump(_plain(data), f, sort_keys=False, default_flow_style=False, allow_unicode=True)))
+
+
+def write_csv(path: str | Path, frame: pd.DataFrame, index: bool = False) -> Path:
+    """Atomically write a DataFrame as CSV (no index column unless ``index``)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"write_csv expects a pandas DataFrame for {path}, got {type(frame).__name__}")
+    return atomic_write(path, _text_writer(lambda f: frame.to_csv(f, index=index)))
+
+
+def save_figure(path: str | Path, figure: Any, dpi: int = 120) -> Path:
+    """Atomically save a matplotlib ``Figure`` as PNG (rendered to a temporary file, then renamed)."""
+    return atomic_write(path, lambda f: figure.savefig(f, format="png", dpi=dpi, bbox_inches="tight"))
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "_asdict"):  # NamedTuple records, e.g. rule parameters
+        return value._asdict()
+    if hasattr(value, "model_dump"):  # pydantic models
+        return value.model_dump(mode="json")
+    if hasattr(value, "__dataclass_fields__"):
+        import dataclasses
+        return dataclasses.asdict(value)
+    raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
+
+
+def _plain(value: Any) -> Any:
+    """Plain Python data for ``yaml.safe_dump`` (which refuses tuples' tags, numpy scalars, ...)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.generic, np.ndarray, Path)):
+        return _plain(_json_default(value))
+    return value
+
+
+# -- metadata ----------------------------------------------------------------------------------------
+def now_iso() -> str:
+    """Local time with its UTC offset, to the second (ISO 8601)."""
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def git_state(repo: str | Path = REPO_ROOT) -> dict[str, Any]:
+    """The repository's HEAD commit and whether the working tree differs from it.
+
+    Read-only: ``--no-optional-locks`` keeps ``git status`` from refreshing the index. Missing git or a
+    folder outside a repository give ``None`` values, not an error: results outlive checkouts.
+    """
+    def run(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "--no-optional-locks", *args], cwd=repo, capture_output=True,
+                                  text=True, timeout=30, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout if done.returncode == 0 else None
+
+    commit = run("rev-parse", "HEAD")
+    status = run("status", "--porcelain")
+    changed = [line for line in (status or "").splitlines() if line.strip()]
+    return {"commit": commit.strip() if commit else None,
+            "dirty": None if status is None else bool(changed),
+            # the first few changed paths say what "dirty" means for this run
+            "changed_files": changed[:50]}
+
+
+def package_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
+    """Installed version of each package (``None`` if not installed)."""
+    versions: dict[str, str | None] = {}
+    for name in packages:
+        try:
+            versions[name] = _metadata.version(name)
+        except _metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def collect_metadata(argv: list[str] | None = None, repo: str | Path = REPO_ROOT) -> dict[str, Any]:
+    """What is needed to reproduce a run: code version, environment, command line, start time.
+
+    Args:
+        argv: the command line (default ``sys.argv``).
+        repo: the git repository whose commit is recorded.
+    """
+    argv = list(sys.argv if argv is None else argv)
+    return {
+        "git": git_state(repo),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "command": shlex.join(argv),
+        "executable": sys.executable,
+        "argv": argv,
+        "cwd": os.getcwd(),
+        "started_at": now_iso(),
+        "finished_at": None,
+        "status": "running",
+    }
+
+
+# -- run folder --------------------------------------------------------------------------------------
+def default_run_name(*parts: str) -> str:
+    """CleanRL-style name ``part1__part2__YYYYmmdd-HHMMSS`` (local time)."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return "__".join([*(p for p in parts if p), stamp])
+
+
+class RunFolder:
+    """``<root>/<name>/`` and the files of one run. Every write is atomic.
+
+    Args:
+        path: the run folder.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | Path, name: str, exist_ok: bool = False) -> "RunFolder":
+        """Create ``root/name/``.
+
+        Args:
+            root: parent folder (e.g. ``results``).
+            name: run name; a plain folder name, not a path.
+            exist_ok: reuse an existing folder (resuming, or re-evaluating into it). Otherwise an
+                existing folder is an error, so a run never silently mixes its files with another's.
+        """
+        if not name or Path(name).name != name or name in (".", ".."):
+            raise ValueError(f"run name must be a plain folder name, got {name!r}")
+        path = Path(root) / name
+        if path.exists() and not exist_ok:
+            raise FileExistsError(f"run folder {path} already exists; choose another --name, or pass "
+                                  "--resume to continue it")
+        if path.exists() and not path.is_dir():
+            raise FileExistsError(f"{path} exists and is not a folder")
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    # where things go
+    @property
+    def figures_dir(self) -> Path:
+        return self.path / "figures"
+
+    @property
+    def metrics_dir(self) -> Path:
+        return self.path / "metrics"
+
+    @property
+    def agents_dir(self) -> Path:
+        return self.path / "agents"
+
+    # writers
+    def write_config(self, config: Any) -> Path:
+        """``config.yaml``: a ``Config`` (via ``to_dict()``) or a plain mapping."""
+        data = config.to_dict() if hasattr(config, "to_dict") else config
+        return write_yaml(self.path / "config.yaml", data)
+
+    def write_seeds(self, train: Iterable[int] = (), tune: Iterable[int] = (),
+                    eval: Iterable[int] = ()) -> Path:  # noqa: A002 - the name used everywhere else
+        """``seeds.json`` with the train, tune and eval seed lists."""
+        return write_json(self.path / "seeds.json", {"train": [int(s) for s in train],
+                                                     "tune": [int(s) for s in tune],
+                                                     "eval": [int(s) for s in eval]})
+
+    def write_metadata(self, metadata: Mapping[str, Any]) -> Path:
+        """``metadata.json`` (see :func:`collect_metadata`)."""
+        return write_json(self.path / "metadata.json", dict(metadata))
+
+    def finish_metadata(self, metadata: dict[str, Any], status: str = "finished") -> Path:
+        """Stamp ``finished_at`` and ``status`` into ``metadata`` and rewrite ``metadata.json``."""
+        metadata["finished_at"] = now_iso()
+        metadata["status"] = status
+        return self.write_metadata(metadata)
+
+    @contextlib.contextmanager
+    def track(self, metadata: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Write ``metadata.json`` now and stamp how the block ended: finished, interrupted or failed.
+
+        Usage: ``with run.track(collect_metadata()): ...``. The exception, if any, propagates.
+        """
+        self.write_metadata(metadata)
+        try:
+            yield metadata
+        except KeyboardInterrupt:
+            self.finish_metadata(metadata, "interrupted")
+            raise
+        except BaseException as exc:
+            metadata["error"] = f"{type(exc).__name__}: {exc}"
+            self.finish_metadata(metadata, "failed")
+            raise
+        self.finish_metadata(metadata, "finished")
+
+    def write_summary(self, summary: pd.DataFrame) -> Path:
+        return write_csv(self.path / "summary.csv", summary)
+
+    def write_metrics(self, name: str, frame: pd.DataFrame) -> Path:
+        """``metrics/<name>.csv``."""
+        return write_csv(self.metrics_dir / f"{_stem(name)}.csv", frame)
+
+    def write_json(self, name: str, data: Any) -> Path:
+        """``<name>.json`` at the top of the run folder."""
+        return write_json(self.path / f"{_stem(name)}.json", data)
+
+    def save_figure(self, name: str, figure: Any) -> Path:
+        """``figures/<name>.png``."""
+        return save_figure(self.figures_dir / f"{_stem(name)}.png", figure)
+
+    def __repr__(self) -> str:
+        return f"RunFolder({str(self.path)!r})"
+
+
+def _stem(name: str) -> str:
+    if not name or Path(name).name != name:
+        raise ValueError(f"file name must be a plain name without folders, got {name!r}")
+    return name[:-4] if name.endswith((".csv", ".png")) else name.removesuffix(".json")
+
+
+# -- the comparison table ------------------------------------------------------------------------------
+def _fmt(value: Any, spec: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, spec)
+
+
+def format_summary(summary: pd.DataFrame) -> str:
+    """The comparison table for a terminal: revenue and uplift with 95% CIs, M3+ rate against the cap.
+
+    Missing columns or values are shown as ``-`` (e.g. no uplift for the best static itself).
+    """
+    def col(row: Mapping[str, Any], name: str) -> Any:
+        return row.get(name, float("nan"))
+
+    rows = []
+    for row in summary.to_dict("records"):
+        meets = col(row, "meets_cap")
+        rows.append({
+            "policy": row.get("policy", "?"),
+            "revenue/user [CNY]": _fmt(col(row, "per_user_revenue"), ".1f"),
+            "95% CI": f"[{_fmt(col(row, 'per_user_revenue_ci_low'), '.1f')}, "
+                      f"{_fmt(col(row, 'per_user_revenue_ci_high'), '.1f')}]",
+            "M3+ [%]": _fmt(100 * col(row, "m3plus_rate"), ".2f"),
+            "cap [%]": _fmt(100 * col(row, "cap"), ".2f"),
+            "meets cap": "-" if meets is None or (isinstance(meets, float) and math.isnan(meets))
+            else ("yes" if bool(meets) else "NO"),
+            "uplift vs best static [%]": _fmt(100 * col(row, "uplift_vs_best_static"), "+.1f"),
+            "uplift 95% CI [%]": f"[{_fmt(100 * col(row, 'uplift_ci_low'), '+.1f')}, "
+                                 f"{_fmt(100 * col(row, 'uplift_ci_high'), '+.1f')}]",
+        })
+    if not rows:
+        return "(no policies evaluated)"
+    return pd.DataFrame(rows).to_string(index=False)
+
+
+# -- what an evaluation writes -------------------------------------------------------------------------
+BASELINES_FILE = "baselines.json"
+
+
+def write_baselines(run: RunFolder, best_static: float | None = None, rule_params: Any = None) -> Path:
+    """``baselines.json``: the tuned baseline parameters, so ``scripts/evaluate.py`` can rebuild them.
+
+    Args:
+        run: the run folder.
+        best_static: the tuned best-static line multiplier.
+        rule_params: the tuned ``RuleParams`` (a dataclass; written field by field).
+    """
+    data: dict[str, Any] = {}
+    if best_static is not None:
+        data["best_static"] = {"x": float(best_static)}
+    if rule_params is not None:
+        data["rule"] = rule_params
+    return run.write_json(BASELINES_FILE, data)
+
+
+def read_baselines(folder: str | Path) -> dict[str, Any]:
+    """The ``baselines.json`` of a run folder as plain data ({} if the run tuned no baselines)."""
+    path = Path(folder) / BASELINES_FILE
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+
+
+def write_evaluation(run: RunFolder, evaluation: Any, cap: float, title: str | None = None,
+                     static_table: pd.DataFrame | None = None, agents_dir: str | Path | None = None) -> list[Path]:
+    """Write an ``agents.evaluation.Evaluation``: summary, metrics tables and the figures.
+
+    Args:
+        run: the run folder.
+        evaluation: has DataFrames ``summary``, ``monthly``, ``by_segment`` and ``per_seed``.
+        cap: the M3+ cap [fraction] drawn on the figures.
+        title: figure title prefix (e.g. the preset name).
+        static_table: the best-static tuning table, drawn as the frontier curve (None: points only).
+        agents_dir: folder of ``<algo>/progress.csv`` files for ``training.png`` (skipped if none).
+
+    Returns:
+        The paths written.
+    """
+    from agents import plots  # matplotlib only when figures are made
+
+    written = [run.write_summary(evaluation.summary)]
+    for name in ("monthly", "by_segment", "per_seed"):
+        written.append(run.write_metrics(name, getattr(evaluation, name)))
+    colours = plots.policy_colours(list(evaluation.summary["policy"]))
+    written.append(run.save_figure("monthly", plots.plot_monthly(evaluation.monthly, cap, title, colours)))
+    written.append(run.save_figure("frontier", plots.plot_frontier(evaluation.summary, static_table, cap, title,
+                                                                   colours)))
+    progress = plots.read_progress(agents_dir) if agents_dir is not None else {}
+    if progress:
+        written.append(run.save_figure("training", plots.plot_training(progress, cap, title, colours)))
+    return written

@@ -1,0 +1,214 @@
+"""Does learning to manage credit lines beat what a bank does today, by how much, at what risk?
+
+The whole job for one preset, written to results/<name>/:
+
+  1. train the agents (default: PPO under the PID-Lagrangian M3+ constraint) on training seeds,
+     or load them from an earlier run (--load RUN_DIR), or skip them (--no-train);
+  2. tune the baselines on tuning seeds: the best static line multiplier and the "low and grow" rule,
+     each under the preset's M3+ cap;
+  3. evaluate every policy (static hold, best static, rule, random, agents) on evaluation seeds, with the
+     same accounts and macro shocks for all (common random numbers);
+  4. write config.yaml, seeds.json, metadata.json, baselines.json, summary.csv, metrics/*.csv and
+     figures/{monthly,frontier,training}.png, and print the comparison table.
+
+Training, tuning and evaluation seeds are disjoint ranges counted from --seed.
+
+examples:
+  python scripts/compare.py --preset wechat --name demo
+  python scripts/compare.py --preset douyin --algos ppo,a2c --timesteps 2000000 --eval-seeds 10
+  python scripts/compare.py --preset wechat --set macro.forced_stress_start=12 --set macro.forced_stress_months=12 \\
+      --load results/demo --name demo_stress          # the demo's agents under a forced recession
+  python scripts/compare.py --preset wechat --no-train --tune-seeds 2 --eval-seeds 3   # baselines only
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from agents.cli import (add_budget_args, add_config_args, add_output_args, config_from_args,  # noqa: E402
+                        name_list, positive_int, run_main)
+from envs.config import parse_override  # noqa: E402
+
+ALGOS = ("ppo", "a2c", "dqn", "sac")
+CONSTRAINTS = ("pid", "fixed", "none")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_config_args(parser)
+    agents = parser.add_argument_group("agents")
+    agents.add_argument("--algos", type=name_list(ALGOS), default=["ppo"],
+                        help=f"comma-separated algorithms to train, from {', '.join(ALGOS)} (default: ppo; "
+                             "sac acts on the continuous-line variant)")
+    agents.add_argument("--timesteps", type=positive_int, default=None,
+                        help="training budget per algorithm [account-months] (default: configs/agents/<algo>.yaml)")
+    agents.add_argument("--train-accounts", type=positive_int, default=None,
+                        help="accounts (parallel envs) during training (default: configs/agents/<algo>.yaml)")
+    agents.add_argument("--agent-set", dest="agent_overrides", metavar="KEY=VALUE", action="append", default=[],
+                        help="override an agent setting of configs/agents/<algo>.yaml, e.g. --agent-set "
+                             "hyperparameters.learning_rate=0.0001 (every algorithm) or --agent-set "
+                             "ppo.hyperparameters.batch_size=512 (one); repeatable")
+    agents.add_argument("--constraint", choices=CONSTRAINTS, default="pid",
+                        help="how training handles the M3+ cap: PID-Lagrangian multiplier, a fixed penalty, "
+                             "or none (default: pid)")
+    source = agents.add_mutually_exclusive_group()
+    source.add_argument("--load", type=Path, metavar="RUN_DIR", default=None,
+                        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training")
+    source.add_argument("--no-train", action="store_true", help="compare the baselines only")
+    source.add_argument("--resume", action="store_true",
+                        help="continue training in an existing run folder --name from its last checkpoint")
+    baselines = parser.add_argument_group("baseline tuning")
+    baselines.add_argument("--tune-seeds", type=positive_int, default=3,
+                           help="number of tuning seeds for the best static multiplier and the rule (default: 3)")
+    baselines.add_argument("--rule-trials", type=positive_int, default=None,
+                           help="rule parameter sets tried (default: agents.tuning's default)")
+    add_budget_args(parser, accounts=2000, eval_seeds=5)
+    add_output_args(parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)  # bad preset / --set: ConfigError before anything heavy is imported
+
+    # The library, imported only once the input is known to be good (torch takes seconds to import).
+    from agents.evaluation import evaluate, split_seeds
+    from agents.policies import BestStatic, RandomPolicy, RuleBased, StaticHold
+    from agents.results import (RunFolder, collect_metadata, default_run_name, format_summary, write_baselines,
+                                write_evaluation)
+    from agents.tuning import tune_best_static, tune_rule
+
+    progress = not args.no_progress
+    train_algos = [] if args.no_train or args.load is not None else args.algos
+    seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+
+    # Every check on the input before the run folder exists: a rejected command writes nothing.
+    if args.resume and args.name is None:
+        raise ValueError("--resume needs the --name of the run folder to continue")
+    name = args.name or default_run_name(config.name, "compare")
+    if args.resume and not (args.out / name).is_dir():
+        raise FileNotFoundError(f"--resume: run folder {args.out / name} not found")
+    agents, train_seeds = {}, seeds.training if train_algos else ()
+    if args.load is not None:
+        if not args.load.is_dir():
+            raise FileNotFoundError(f"--load: run folder {args.load} not found")
+        train_seeds = _loaded_training_seeds(args.load, seeds)
+        from agents.training import load_agent
+
+        agents = {algo: load_agent(args.load, algo) for algo in args.algos}
+    agent_overrides = _agent_overrides(args.agent_overrides, train_algos)
+    if train_algos:
+        from agents.training import load_agent, load_agent_config, train  # torch and SB3: only for agents
+
+        if not args.resume:  # a resumed run keeps its saved agent config
+            for algo in train_algos:
+                load_agent_config(algo, config.name, agent_overrides[algo] or None)
+    resumed_from = _check_resumable(args.out / name, config) if args.resume else None
+
+    run = RunFolder.create(args.out, name, exist_ok=args.resume)
+    metadata = collect_metadata()
+    if args.resume:
+        metadata["resumed_from"] = resumed_from
+    with run.track(metadata):
+        run.write_config(config)
+        run.write_seeds(train=train_seeds, tune=seeds.tuning, eval=seeds.evaluation)
+
+        for algo in train_algos:
+            print(f"training {algo} ({args.constraint} constraint) -> {run.agents_dir / algo}", file=sys.stderr)
+            kwargs = {} if args.timesteps is None else {"total_timesteps": args.timesteps}
+            train(algo, config, run.path, seed=seeds.training[0], num_accounts=args.train_accounts,
+                  agent_overrides=agent_overrides[algo] or None, constraint=args.constraint, resume=args.resume,
+                  progress=progress, **kwargs)
+            agents[algo] = load_agent(run.path, algo)  # what was saved, normalisation included
+
+        print(f"tuning baselines on seeds {list(seeds.tuning)}", file=sys.stderr)
+        x, static_table = tune_best_static(config, seeds.tuning, args.accounts, progress=progress,
+                                           holdout_seeds=seeds.evaluation)
+        rule_kwargs = {} if args.rule_trials is None else {"n_trials": args.rule_trials}
+        rule_params, rule_table = tune_rule(config, seeds.tuning, args.accounts, progress=progress,
+                                            holdout_seeds=seeds.evaluation, search_seed=args.seed, **rule_kwargs)
+        write_baselines(run, x, rule_params)
+        run.write_metrics("tuning_best_static", static_table)
+        run.write_metrics("tuning_rule", rule_table)
+
+        policies = {"static_hold": StaticHold(), "best_static": BestStatic(x), "rule": RuleBased(rule_params),
+                    "random": RandomPolicy(args.seed), **agents}
+        print(f"evaluating {len(policies)} policies on seeds {list(seeds.evaluation)}", file=sys.stderr)
+        evaluation = evaluate(policies, config, args.accounts, seeds.evaluation, progress=progress)
+        agents_dir = args.load / "agents" if args.load is not None else run.agents_dir
+        write_evaluation(run, evaluation, config.env.m3plus_cap, title=config.name, static_table=static_table,
+                         agents_dir=agents_dir if agents else None)
+
+    print(f"\n{config.name}: {args.accounts} accounts x {len(seeds.evaluation)} evaluation seeds, "
+          f"{config.env.horizon} months; best static x{x:g}; M3+ cap {config.env.m3plus_cap:.2%}")
+    print(format_summary(evaluation.summary))
+    print(f"\nwritten to {run.path}")
+    return 0
+
+
+def _agent_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str, dict]:
+    """``--agent-set`` items per algorithm: ``<algo>.key=value`` for one, ``key=value`` for all."""
+    per_algo: dict[str, dict] = {algo: {} for algo in algos}
+    for item in items:
+        key, value = parse_override(item)
+        head, _, rest = key.partition(".")
+        if head in ALGOS:
+            if head in per_algo:  # a setting for an algorithm not trained this time is ignored
+                per_algo[head][rest] = value
+        else:
+            for overrides in per_algo.values():
+                overrides[key] = value
+    return per_algo
+
+
+def _check_resumable(run_dir: Path, config) -> dict | None:
+    """The metadata of the run being resumed; an error if its env config differs from this one."""
+    import json
+
+    import yaml
+
+    saved = run_dir / "config.yaml"
+    if saved.is_file():
+        before = _flatten(yaml.safe_load(saved.read_text(encoding="utf-8")))
+        now = _flatten(config.to_dict())
+        changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+        if changed:
+            raise ValueError(f"cannot resume {run_dir} with another env config; differing keys: {changed[:10]} "
+                             f"(resume with the run's own settings: --preset {saved})")
+    previous = run_dir / "metadata.json"
+    return json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else None
+
+
+def _flatten(data: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def _loaded_training_seeds(run_dir: Path, seeds) -> tuple[int, ...]:
+    """The training seeds recorded by the run agents are loaded from, checked against this run's seeds."""
+    import json
+
+    from agents.evaluation import check_disjoint
+
+    path = run_dir / "seeds.json"
+    if not path.is_file():
+        print(f"warning: {path} not found; cannot check that the loaded agents never trained on the "
+              "evaluation seeds", file=sys.stderr)
+        return ()
+    trained = tuple(int(s) for s in json.loads(path.read_text(encoding="utf-8")).get("train", []))
+    check_disjoint(training=trained, tuning=seeds.tuning, evaluation=seeds.evaluation)
+    return trained
+
+
+if __name__ == "__main__":
+    sys.exit(run_main(main))
