@@ -101,9 +101,11 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
 
     # 6. Paying accounts move toward their target balance: their target share of the original line, plus
     # a share of any change in the line they have adapted to, as large as the borrower is credit-constrained
-    # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up).
-    target = (s.target_utilisation * s.origination_line
-              + beh.max_line_response * s.constraint * (s.adapted_line - s.origination_line))
+    # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up), up to
+    # their need for credit.
+    # No one borrows past their need for credit: extra borrowing is capped by the need's headroom.
+    extra = beh.max_line_response * s.constraint * (s.adapted_line - s.origination_line)
+    target = s.target_utilisation * s.origination_line + np.minimum(extra, s.need_headroom)
     noise = beh.balance_noise * line * (2 * u[2] - 1)
     wanted = balance + beh.balance_adjust_rate * (target - balance) + noise
     first = np.flatnonzero(s.months_on_book == 0)  # new accounts draw their target at once

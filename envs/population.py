@@ -71,6 +71,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.burden_per_cny[idx] = dflt.payment_burden_effect / income
     state.attrition_logit_base[idx] = p.attrition_logit + att.apr_effect * 100 * (apr - prod.market_apr)
     state.log_need[idx] = np.log(need)
+    state.need_headroom[idx] = np.maximum(need - target * line, 0.0)
     state.apr[idx] = apr
     state.origination_score[idx] = score
     state.origination_line[idx] = line

@@ -34,6 +34,7 @@ class PortfolioState:
     burden_per_cny: np.ndarray  # miss-logit change per CNY due (burden effect / income)
     attrition_logit_base: np.ndarray  # base closure logit + the price effect
     log_need: np.ndarray  # log of credit need [log CNY]
+    need_headroom: np.ndarray  # [CNY] need above the balance the borrower wants at the original line
     # segment and contract (observable)
     age_band: np.ndarray  # int8 index into AGE_BANDS
     city_tier: np.ndarray  # int8 index into CITY_TIERS
@@ -64,7 +65,8 @@ class PortfolioState:
             risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
             target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
             unemployed=np.zeros(n, bool), job_loss_rate=floats(), miss_logit_base=floats(),
-            burden_per_cny=floats(), attrition_logit_base=floats(), log_need=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
+            burden_per_cny=floats(), attrition_logit_base=floats(), log_need=floats(),
+            need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
             thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),
             scheduled_share=floats(), apr=floats(),
             origination_score=floats(), origination_line=floats(), line=floats(), balance=floats(),
