@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) scripts/calibration_table.py
+	$(PY) scripts/compare.py --preset wechat --name demo --overwrite
 
 test: setup
 	$(PY) -m pytest -n 2

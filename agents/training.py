@@ -63,7 +63,7 @@ class TrainingSettings(_Section):
     keep_checkpoints: int = Field(2, ge=1)
     torch_threads: int = Field(1, ge=1)  # 1: on 2 cores a second thread mostly waits (see the README)
     horizon_is_terminal: bool = True  # see agents.lagrangian.CostPenaltyVecEnv
-    objective: Literal["reward", "revenue"] = "reward"  # idem: env reward or per-user revenue
+    objective: Literal["reward", "revenue"] = "revenue"  # idem: env reward or per-user revenue
 
 
 class PolicySettings(_Section):

@@ -24,6 +24,7 @@ _INTEREST_FIRST = REPAYMENT_MODES.index("interest_first")
 _MISSED_PAYMENT_MEMORY = 0.9  # monthly decay of the missed-payment count (assumption: ~10-month memory)
 _SCORE_PER_BUCKET = 60.0  # behaviour-score points lost per month past due (assumption)
 _SCORE_PER_MISS = 30.0  # points lost per remembered missed payment (assumption)
+CLOSING_PAYOFF = 100.0  # [CNY] a closing account pays off a balance this small at once (assumption)
 
 
 class MonthResult(NamedTuple):
@@ -91,7 +92,11 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
 
     # 5. Current accounts miss with a logistic hazard; job loss dominates (DOMAIN: Castellanos et al.).
     # miss_logit_base holds intercept + risk, and burden_per_cny the burden effect over income.
-    logit = (s.miss_logit_base + dflt.unemployed_effect * s.unemployed + dflt.utilisation_effect * (balance / line)
+    # Utilisation is taken against the line the borrower was underwritten for: in the data it marks
+    # stretched borrowers, it does not cause default, so raising a line must not make anyone safer, while
+    # borrowing more of it does make them riskier (DOMAIN: Gross & Souleles 2002, risk flows through exposure).
+    logit = (s.miss_logit_base + dflt.unemployed_effect * s.unemployed
+             + dflt.utilisation_effect * (balance / s.origination_line)
              + dflt.history_effect * s.missed_payments + s.burden_per_cny * due)
     if stress:
         logit += dflt.stress_effect
@@ -112,6 +117,10 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     wanted[first] = target[first] + noise[first]
     floor = balance + interest - due  # the balance if exactly what is due is paid
     wanted = np.clip(wanted, 0.0, np.maximum(line, floor))  # no drawing past the line
+    # Accounts being closed draw nothing and run their balance off (at least what is due, and the
+    # adjustment rate of the rest), exposed to default until it is paid.
+    closing = np.flatnonzero(s.closing)
+    wanted[closing] = np.minimum(floor[closing], balance[closing] * (1 - beh.balance_adjust_rate))
     drawn = np.maximum(wanted - floor, 0.0)
     repaid = balance + interest + drawn - wanted
     new_balance = wanted  # for paying accounts; set directly so that a paid-off balance is exactly 0
@@ -148,9 +157,13 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     att = cfg.attrition
     logit_close = (s.attrition_logit_base + att.cut_effect * (s.months_since_cut <= att.cut_memory_months)
                    + att.low_line_effect * np.maximum(s.log_need - np.log(line), 0.0))
-    closed = (u[3] < _sigmoid(logit_close)) & ~s.unemployed & (new_mpd == 0)
+    # A borrower who decides to close stops drawing; the account leaves the book once what is left is
+    # small enough to pay off at once (an assumption: CLOSING_PAYOFF CNY), charged off if it defaults first.
+    deciding = (u[3] < _sigmoid(logit_close)) & ~s.unemployed & (new_mpd == 0)
+    s.closing = s.closing | deciding
+    closed = s.closing & (new_mpd == 0) & (new_balance <= CLOSING_PAYOFF)
     leaving = np.flatnonzero(closed)
-    repaid[leaving] += new_balance[leaving]  # closing pays the balance off
+    repaid[leaving] += new_balance[leaving]
     new_balance[leaving] = 0.0
     terminated = charge_off | closed
 

@@ -58,6 +58,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.constraint[idx] = constraint
     state.adapted_line[idx] = line
     state.unemployed[idx] = False  # approved applicants are in work
+    state.closing[idx] = False
     state.job_loss_rate[idx] = job_loss_rate(p, age, city, thin)
     state.age_band[idx] = age
     state.city_tier[idx] = city

@@ -28,6 +28,7 @@ class PortfolioState:
     constraint: np.ndarray  # 0..1, how much borrowing follows the line (0: not at all)
     adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
     unemployed: np.ndarray  # bool
+    closing: np.ndarray  # bool, the borrower has decided to close: no new drawing, the balance runs off
     job_loss_rate: np.ndarray  # monthly, normal regime
     # per-account constants of the monthly hazards, computed once at origination (envs.population)
     miss_logit_base: np.ndarray  # intercept + latent risk part of the miss logit
@@ -64,7 +65,7 @@ class PortfolioState:
             seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
             risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
             target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
-            unemployed=np.zeros(n, bool), job_loss_rate=floats(), miss_logit_base=floats(),
+            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=floats(), miss_logit_base=floats(),
             burden_per_cny=floats(), attrition_logit_base=floats(), log_need=floats(),
             need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
             thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),

@@ -237,6 +237,7 @@ def test_script_trains_and_resumes_a_run_folder(tmp_path):
 
 # -- learning -------------------------------------------------------------------------------------------
 def _mean_reward(policy, seed: int, num_accounts: int = 1000, months: int = 24) -> float:
+    """Mean env reward per account-month, the objective the learning test trains on."""
     venv = envs.make_portfolio("wechat", num_accounts, seed=portfolio_seed(seed), **{"macro.seed": seed})
     obs, total = venv.reset(), 0.0
     for _ in range(months):
@@ -250,7 +251,8 @@ def _mean_reward(policy, seed: int, num_accounts: int = 1000, months: int = 24) 
 def test_ppo_learns_to_beat_a_random_policy(tmp_path):
     agent = train("ppo", "wechat", tmp_path, total_timesteps=300_000, seed=1000, num_accounts=512,
                   constraint="none", agent_overrides={"n_steps": 16, "batch_size": 2048, "ent_coef": 0.0,
-                                                      "checkpoint_every": 10**9}, progress=False)
+                                                      "checkpoint_every": 10**9, "objective": "reward"},
+                  progress=False)
     seeds = (1, 2, 3)  # held out: training used seed 1000's accounts and macro path
     trained = np.mean([_mean_reward(agent, s) for s in seeds])
     random = np.mean([_mean_reward(RandomPolicy(s), s) for s in seeds])
