@@ -85,7 +85,9 @@ class CreditLineEnv(gym.Env):
     A new account: line and APR from its score and income, zero balance (it draws in the first month).
 
     ## Episode End
-    - Termination: charge-off (six months past due) or voluntary closure.
+    - Termination: charge-off (six months past due) or voluntary closure. A borrower who decides to close
+      stops drawing and runs the balance off; the account leaves the book once 100 CNY or less is left
+      (the observation does not flag the decision; the falling balance shows it).
     - Truncation: ``env.horizon`` months on book (36 by default).
 
     ## Arguments
