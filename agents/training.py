@@ -39,7 +39,7 @@ from agents.evaluation import portfolio_seed
 from agents.lagrangian import (CONSTRAINTS, ConstraintConfig, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder,
                                make_controller)
 from agents.results import atomic_write, write_json, write_yaml
-from envs.config import CONFIG_DIR, Config, ConfigError, available_presets, resolve_config
+from envs.config import CONFIG_DIR, Config, ConfigError, available_presets, read_yaml, resolve_config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC}
 CONTINUOUS = {"sac"}  # algorithms that act on CreditLineContinuous-v0's Box(-1, 1, (1,))
@@ -221,14 +221,7 @@ def load_agent_config(algo: str, preset: str | None = None, overrides: Mapping[s
     """
     _check_algo(algo)
     path = Path(path) if path is not None else AGENT_CONFIG_DIR / f"{algo}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"agent config file not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of keys to values")
+    data = read_yaml(path)
     if data.get("algo") != algo:
         raise ConfigError(f"{path} is for algo '{data.get('algo')}', expected '{algo}'")
     presets = data.pop("presets", None) or {}

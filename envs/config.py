@@ -212,7 +212,8 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A YAML file's top-level mapping; a missing file or malformed YAML is a ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
@@ -307,7 +308,7 @@ def load_config(preset: str | Path = "wechat", overrides: Mapping[str, Any] | No
         path = PRESET_DIR / f"{name}.yaml"
         if not path.is_file():
             raise ConfigError(f"unknown preset '{name}'; available presets: {available_presets()}")
-    data = _deep_merge(_read_yaml(BASE_CONFIG), _read_yaml(path))
+    data = _deep_merge(read_yaml(BASE_CONFIG), read_yaml(path))
     for key, value in (overrides or {}).items():
         _set_path(data, key, value)
     return build_config(data, source=f"preset '{name}'" + (" with overrides" if overrides else ""))
