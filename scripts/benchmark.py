@@ -54,6 +54,20 @@ def batched(preset: str, accounts: int, steps: int, hold: bool = False) -> tuple
     return accounts * (steps - 1) / wall, accounts * (steps - 1) / cpu
 
 
+def core_only(preset: str, accounts: int, steps: int) -> float:
+    """CPU account-months/s of the monthly step alone (Simulator, every line held, no VecEnv, no renewal)."""
+    sim = envs.Simulator(envs.load_config(preset), accounts)
+    idx = np.arange(accounts)
+    sim.seed_accounts(idx, idx.astype(np.uint64))
+    sim.restart_calendar()
+    hold = np.ones(accounts)
+    sim.step(hold)
+    cpu = time.process_time()
+    for _ in range(1, steps):
+        sim.step(hold)
+    return accounts * (steps - 1) / (time.process_time() - cpu)
+
+
 def per_account(preset: str, accounts: int, steps: int) -> tuple[float, float]:
     venv = DummyVecEnv([lambda: gym.make("CreditLine-v0", preset=preset) for _ in range(accounts)])
     venv.seed(0)
@@ -97,12 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"timing make_portfolio({args.preset!r}, {args.accounts}) over {args.steps} months ...", flush=True)
     fast_wall, fast_cpu = batched(args.preset, args.accounts, args.steps)
     hold_wall, hold_cpu = batched(args.preset, args.accounts, args.steps, hold=True)
+    core_cpu = core_only(args.preset, args.accounts, args.steps)
     print(f"timing DummyVecEnv of {args.single_envs} CreditLine-v0 envs over {args.steps} months ...", flush=True)
     slow_wall, slow_cpu = per_account(args.preset, args.single_envs, args.steps)
     rows = [
         ("make_portfolio, random actions, account-months/s (wall)", f"{fast_wall / 1e6:.2f} M"),
         ("make_portfolio, random actions, account-months/s (CPU)", f"{fast_cpu / 1e6:.2f} M"),
         ("make_portfolio, holding, account-months/s (CPU)", f"{hold_cpu / 1e6:.2f} M"),
+        ("monthly step alone (Simulator), holding (CPU)", f"{core_cpu / 1e6:.2f} M"),
         ("DummyVecEnv, account-months/s (wall)", f"{slow_wall / 1e3:.1f} k"),
         ("DummyVecEnv, account-months/s (CPU)", f"{slow_cpu / 1e3:.1f} k"),
         ("speed-up, batched / per-account, random actions (CPU)", f"{fast_cpu / slow_cpu:,.0f}x"),

@@ -57,19 +57,25 @@ CONSTANT_POLICIES = {"always_cut": 0.5, "always_hold": 1.0, "always_raise": 1.5}
 @pytest.mark.parametrize("preset", envs.available_presets())
 def test_invariants_every_preset_random_actions(preset, simulate_months, month_checker, state_checker):
     config = load_config(preset)
+    checked = 0
     for rec in simulate_months(config, ACCOUNTS, MONTHS, seed=11):
         if rec.month == 0:
             state_checker(config, rec.before)  # origination alone
         month_checker(config, rec)
+        checked += 1
+    assert checked == MONTHS, f"simulated {checked} of {MONTHS} months"  # each one went through the checkers
 
 
 @pytest.mark.parametrize("name", sorted(EXTREME_CONFIGS))
 def test_invariants_extreme_configs(name, simulate_months, month_checker, state_checker):
     config = load_config("wechat", EXTREME_CONFIGS[name])
+    checked = 0
     for rec in simulate_months(config, ACCOUNTS, MONTHS, seed=5):
         if rec.month == 0:
             state_checker(config, rec.before)
         month_checker(config, rec)
+        checked += 1
+    assert checked == MONTHS, f"simulated {checked} of {MONTHS} months"  # each one went through the checkers
 
 
 @pytest.mark.parametrize("policy", sorted(CONSTANT_POLICIES))
@@ -77,8 +83,11 @@ def test_invariants_extreme_configs(name, simulate_months, month_checker, state_
 def test_invariants_extreme_configs_constant_policies(name, policy, simulate_months, month_checker):
     config = load_config("wechat", EXTREME_CONFIGS[name])
     multiplier = CONSTANT_POLICIES[policy]
+    checked = 0
     for rec in simulate_months(config, ACCOUNTS, MONTHS, seed=3, policy=lambda m, n: np.full(n, multiplier)):
         month_checker(config, rec)
+        checked += 1
+    assert checked == MONTHS, f"simulated {checked} of {MONTHS} months"  # each one went through the checkers
 
 
 def test_extreme_configs_do_exercise_the_rare_paths(simulate_months):

@@ -122,10 +122,13 @@ def test_invariants_hold_for_random_valid_configs(config, plan, seed, simulate_m
     preset, overrides = config
     cfg = load_config(preset, overrides)
     months, policy = _policy(*plan)
+    checked = 0
     for rec in simulate_months(cfg, ACCOUNTS, months, seed=seed, policy=policy):
         if rec.month == 0:
             state_checker(cfg, rec.before)
         month_checker(cfg, rec)
+        checked += 1
+    assert checked == months, f"simulated {checked} of {months} months"  # each one went through the checkers
 
 
 @given(config=valid_overrides(), seed=st.integers(0, 2**40), continuous=st.booleans(),
