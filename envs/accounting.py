@@ -28,11 +28,21 @@ def expected_loss(p: SimParams, months_past_due: np.ndarray, score: np.ndarray, 
     take the configured PDs. A higher line raises the allowance before any of it is drawn.
     """
     acc = p.config.accounting
-    center = p.config.population.score_center
-    pd = 1 / (1 + np.exp(-(acc.pd_stage1_intercept + acc.pd_stage1_slope * (center - score) / 100)))
+    lgd = 1 - p.config.delinquency.recovery_rate
+    # PD x LGD = LGD / (1 + exp(-logit)), logit = intercept + slope x (center - score) / 100, in place.
+    slope = acc.pd_stage1_slope / 100
+    pd_lgd = score * slope
+    pd_lgd -= acc.pd_stage1_intercept + slope * p.config.population.score_center
+    np.exp(pd_lgd, out=pd_lgd)
+    pd_lgd += 1.0
+    np.divide(lgd, pd_lgd, out=pd_lgd)
     if late is None:  # indices of the delinquent accounts, if the caller does not have them already
-        late = np.flatnonzero(months_past_due > 0)
+        late = np.flatnonzero(months_past_due)
     # a few percent: overwrite on the subset, not with np.where
-    pd[late] = p.stage2_pd[months_past_due[late]]
-    exposure = balance + acc.ccf * np.maximum(line - balance, 0.0)
-    return pd * (1 - p.config.delinquency.recovery_rate) * exposure
+    pd_lgd[late] = p.stage2_pd[months_past_due[late]] * lgd
+    exposure = line - balance
+    np.maximum(exposure, 0.0, out=exposure)
+    exposure *= acc.ccf
+    exposure += balance
+    exposure *= pd_lgd
+    return exposure

@@ -143,7 +143,7 @@ class CreditLineEnv(gym.Env):
                 bool(result.truncated[0]), info)
 
     def _observe(self) -> np.ndarray:
-        return observe(self.sim.state, self.sim.stress, self.observation_space)[0]
+        return observe(self.sim.state, self.sim.stress, self.observation_space)[:, 0]
 
 
 class CreditLineContinuousEnv(CreditLineEnv):

@@ -43,86 +43,120 @@ class MonthResult(NamedTuple):
     opening_balance: np.ndarray  # [CNY]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+def _sigmoid_(x: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """``scale / (1 + exp(-x))`` computed in place in ``x`` (which is returned)."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.divide(scale, x, out=x)
+
+
+def _round_to_hundreds_(x: np.ndarray) -> np.ndarray:
+    """``np.round(x, -2)`` in place (numpy rounds to -2 decimals as rint(x / 100) * 100)."""
+    x /= 100.0
+    np.rint(x, out=x)
+    x *= 100.0
+    return x
 
 
 def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stress: bool) -> MonthResult:
     """Advance every account one month in place; ``line_multiplier`` scales each line before the month.
 
     Speed: arithmetic runs on whole arrays as if every account were current and paying; the few accounts
-    that are delinquent, miss, close or are charged off are then corrected on index subsets. Random masks
-    in ``np.where`` are avoided on the hot path (they defeat branch prediction at 100k accounts).
+    that are delinquent, miss, close or are charged off are then corrected on index subsets. Per-account
+    constants are computed once at origination (``envs.population``), temporaries are updated in place,
+    and random masks in ``np.where`` are avoided (they defeat branch prediction at 100k accounts).
     """
     cfg = p.config
     prod, beh, dflt, acc = cfg.product, cfg.behaviour, cfg.default, cfg.accounting
     s = state
     n = len(s)
     u = monthly_uniforms(s.key, s.months_on_book, 4)
+    first = np.flatnonzero(s.months_on_book == 0)  # accounts in their first month
 
     # 1. The lender's decision: a new line, in whole hundreds, inside the product's floor and maximum.
     old_line = s.line
-    line = np.clip(np.round(old_line * line_multiplier, -2), prod.min_line, prod.max_line)
+    line = _round_to_hundreds_(old_line * line_multiplier)
+    np.clip(line, prod.min_line, prod.max_line, out=line)
     unchanged = line == old_line
-    # A cut before the first month is a lower starting line, not a cut the borrower lived through.
-    cut = (line < old_line) & (s.months_on_book > 0)
+    cut = line < old_line
+    cut[first] = False  # a cut before the first month is a lower starting line, not one lived through
     s.line = line
     s.adapted_line += beh.line_adapt_rate * (line - s.adapted_line)
 
     # 2. Jobs are lost and found; stress raises losses and slows re-employment.
     mac = cfg.macro
-    job_loss = s.job_loss_rate * (mac.stress_job_loss_multiplier if stress else 1.0)
+    job_loss = s.job_loss_rate * mac.stress_job_loss_multiplier if stress else s.job_loss_rate
     find = dflt.reemployment_rate * (mac.stress_reemployment_multiplier if stress else 1.0)
-    s.unemployed = np.where(s.unemployed, u[0] >= find, u[0] < job_loss)
+    was_jobless = np.flatnonzero(s.unemployed)  # a few percent
+    unemployed = u[0] < job_loss
+    unemployed[was_jobless] = u[0][was_jobless] >= find
+    s.unemployed = unemployed
+    jobless = np.flatnonzero(unemployed)
 
     # 3. Interest on the opening balance; overdue balances pay the penalty rate on top.
     balance = s.balance
     mpd = s.months_past_due
-    late = np.flatnonzero(mpd > 0)  # delinquent accounts (a few percent); a bool mask scans faster
-    interest = balance * (s.apr / 12)
+    late = np.flatnonzero(mpd)  # delinquent accounts (a few percent)
+    interest = balance * s.monthly_rate
     fees = np.zeros(n)
     fees[late] = interest[late] * (prod.penalty_rate_multiplier - 1)
 
-    # 4. What is due: interest plus the repayment mode's principal (interest-first: all of it at maturity).
+    # 4. What is due: interest plus the repayment mode's share of principal; interest-first accounts owe
+    # all of it in their balloon month. ``floor`` is the balance if exactly what is due is paid.
     share = s.scheduled_share
-    if p.has_interest_first:
-        maturity = ((s.months_on_book + 1) % prod.instalment_months == 0) & (s.repayment_mode == _INTEREST_FIRST)
-        share = np.where(maturity, 1.0, share)
-    due = interest + balance * share
+    floor = balance * (1.0 - share)
+    balloon = _balloon_accounts(s, prod.instalment_months) if p.has_interest_first else late[:0]
+    if balloon.size:
+        share = share.copy()
+        share[balloon] = 1.0
+        floor[balloon] = 0.0
 
     # 5. Current accounts miss with a logistic hazard; job loss dominates (DOMAIN: Castellanos et al.).
-    # miss_logit_base holds intercept + risk, and burden_per_cny the burden effect over income.
+    # The logit is intercept + risk (miss_logit_base) + utilisation + payment burden (both linear in the
+    # balance: miss_per_cny) + missed-payment history + unemployment + stress.
     # Utilisation is taken against the line the borrower was underwritten for: in the data it marks
     # stretched borrowers, it does not cause default, so raising a line must not make anyone safer, while
     # borrowing more of it does make them riskier (DOMAIN: Gross & Souleles 2002, risk flows through exposure).
-    logit = (s.miss_logit_base + dflt.unemployed_effect * s.unemployed
-             + dflt.utilisation_effect * (balance / s.origination_line)
-             + dflt.history_effect * s.missed_payments + s.burden_per_cny * due)
+    logit = s.miss_per_cny * balance
+    logit += s.miss_logit_base
+    logit += dflt.history_effect * s.missed_payments
+    logit[jobless] += dflt.unemployed_effect
+    if balloon.size:
+        logit[balloon] += s.burden_per_cny[balloon] * balance[balloon]
     if stress:
         logit += dflt.stress_effect
-    miss = (u[1] < _sigmoid(logit)) & (balance > 0)
+    miss = u[1] < _sigmoid_(logit)
+    miss &= balance > 0
     miss[late] = False
     missed = np.flatnonzero(miss)
 
     # 6. Paying accounts move toward their target balance: their target share of the original line, plus
     # a share of any change in the line they have adapted to, as large as the borrower is credit-constrained
     # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up), up to
-    # their need for credit.
-    # No one borrows past their need for credit: extra borrowing is capped by the need's headroom.
-    extra = beh.max_line_response * s.constraint * (s.adapted_line - s.origination_line)
-    target = s.target_utilisation * s.origination_line + np.minimum(extra, s.need_headroom)
-    noise = beh.balance_noise * line * (2 * u[2] - 1)
-    wanted = balance + beh.balance_adjust_rate * (target - balance) + noise
-    first = np.flatnonzero(s.months_on_book == 0)  # new accounts draw their target at once
-    wanted[first] = target[first] + noise[first]
-    floor = balance + interest - due  # the balance if exactly what is due is paid
-    wanted = np.clip(wanted, 0.0, np.maximum(line, floor))  # no drawing past the line
+    # their need for credit: no one borrows past it (need_headroom caps the extra).
+    target = s.adapted_line - s.origination_line
+    target *= s.line_response
+    np.minimum(target, s.need_headroom, out=target)
+    target += s.target_balance
+    noise = u[2] * (2 * beh.balance_noise)  # uniform on +-balance_noise x line
+    noise -= beh.balance_noise
+    noise *= line
+    wanted = target - balance
+    wanted *= beh.balance_adjust_rate
+    wanted += balance
+    wanted += noise
+    wanted[first] = target[first] + noise[first]  # new accounts draw their target at once
+    np.clip(wanted, 0.0, np.maximum(line, floor), out=wanted)  # no drawing past the line
     # Accounts being closed draw nothing and run their balance off (at least what is due, and the
     # adjustment rate of the rest), exposed to default until it is paid.
     closing = np.flatnonzero(s.closing)
     wanted[closing] = np.minimum(floor[closing], balance[closing] * (1 - beh.balance_adjust_rate))
-    drawn = np.maximum(wanted - floor, 0.0)
-    repaid = balance + interest + drawn - wanted
+    drawn = wanted - floor
+    np.maximum(drawn, 0.0, out=drawn)
+    repaid = balance + interest
+    repaid += drawn
+    repaid -= wanted
     new_balance = wanted  # for paying accounts; set directly so that a paid-off balance is exactly 0
     drawn[missed] = 0.0
     repaid[missed] = 0.0
@@ -131,7 +165,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
 
     # Delinquent accounts cure (pay what is overdue) or roll one bucket; the out-of-work cure less.
     mpd_late = mpd[late]
-    cure_p = p.cure_rate[mpd_late] * np.where(s.unemployed[late], cfg.delinquency.unemployed_cure_factor, 1.0)
+    cure_p = p.cure_rate[mpd_late] * np.where(unemployed[late], cfg.delinquency.unemployed_cure_factor, 1.0)
     cure = u[1][late] < cure_p
     b_late = balance[late]
     # A cure pays the interest, fees and the overdue principal of the missed months.
@@ -141,11 +175,10 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
 
     # 7. Buckets move; six months past due is charged off (DOMAIN: 180 days).
     # (the clamp only matters to a caller that keeps stepping a charged-off account without renewing it)
-    new_mpd = miss.astype(np.int8)
-    new_mpd[late] = np.where(cure, 0, np.minimum(mpd_late + 1, CHARGE_OFF_MONTHS))
-    written_off = late[new_mpd[late] >= CHARGE_OFF_MONTHS]
-    charge_off = np.zeros(n, dtype=bool)
-    charge_off[written_off] = True
+    new_mpd = miss.view(np.int8).copy()
+    mpd_after = np.where(cure, 0, np.minimum(mpd_late + 1, CHARGE_OFF_MONTHS)).astype(np.int8)
+    new_mpd[late] = mpd_after
+    written_off = late[mpd_after >= CHARGE_OFF_MONTHS]
     charged_off = np.zeros(n)
     charged_off[written_off] = new_balance[written_off]
     new_balance[written_off] = 0.0
@@ -153,58 +186,91 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     # 8. Content current accounts in work may close, more so after a cut, with a line short of their
     # need, or a price above the market (DOMAIN: "low lines, high rates"); attrition_logit_base holds the
     # base rate and the price effect.
-    s.months_since_cut = (s.months_since_cut + 1) * ~cut
     att = cfg.attrition
-    logit_close = (s.attrition_logit_base + att.cut_effect * (s.months_since_cut <= att.cut_memory_months)
-                   + att.low_line_effect * np.maximum(s.log_need - np.log(line), 0.0))
+    since_cut = s.months_since_cut
+    since_cut += 1
+    since_cut *= ~cut
+    logit_close = np.log(line)
+    np.subtract(s.log_need, logit_close, out=logit_close)
+    np.maximum(logit_close, 0.0, out=logit_close)
+    logit_close *= att.low_line_effect
+    logit_close += s.attrition_logit_base
+    logit_close += att.cut_effect * (since_cut <= att.cut_memory_months)
     # A borrower who decides to close stops drawing; the account leaves the book once what is left is
     # small enough to pay off at once (an assumption: CLOSING_PAYOFF CNY), charged off if it defaults first.
-    deciding = (u[3] < _sigmoid(logit_close)) & ~s.unemployed & (new_mpd == 0)
-    s.closing = s.closing | deciding
-    closed = s.closing & (new_mpd == 0) & (new_balance <= CLOSING_PAYOFF)
-    leaving = np.flatnonzero(closed)
+    deciding = np.flatnonzero(u[3] < _sigmoid_(logit_close))
+    deciding = deciding[~s.closing[deciding] & ~unemployed[deciding] & (new_mpd[deciding] == 0)]
+    s.closing[deciding] = True
+    closing = np.concatenate((closing, deciding))
+    leaving = closing[(new_mpd[closing] == 0) & (new_balance[closing] <= CLOSING_PAYOFF)]
     repaid[leaving] += new_balance[leaving]
     new_balance[leaving] = 0.0
-    terminated = charge_off | closed
+    closed = np.zeros(n, dtype=bool)
+    closed[leaving] = True
+    terminated = closed.copy()
+    terminated[written_off] = True
 
     # 9. The lender's view of the account updates.
     s.missed_payments *= _MISSED_PAYMENT_MEMORY
     s.missed_payments[missed] += 1.0
-    s.score = np.clip(s.origination_score - _SCORE_PER_BUCKET * new_mpd
-                           - _SCORE_PER_MISS * s.missed_payments, *SCORE_RANGE)
+    behind = np.concatenate((missed, late[mpd_after > 0]))  # past due at month end (charged off included)
+    # The origination score is at most the top of the range and only loses points: clip from below.
+    score = s.missed_payments * -_SCORE_PER_MISS
+    score += s.origination_score
+    score[behind] -= _SCORE_PER_BUCKET * new_mpd[behind]
+    s.score = np.maximum(score, SCORE_RANGE[0], out=score)
     # Share of the statement paid; a micro-fen added to both sides makes "nothing owed" a ratio of 1.
-    ratio = (repaid + 1e-9) / (balance + interest + fees + 1e-9)
+    statement = balance + interest
+    statement[late] += fees[late]
+    statement += 1e-9
+    ratio = repaid + 1e-9
+    ratio /= statement
     s.payment_ratios[2] = s.payment_ratios[1]
     s.payment_ratios[1] = s.payment_ratios[0]
     np.clip(ratio, 0.0, 1.0, out=s.payment_ratios[0])  # (0 guards a -1e-13 rounding of a zero payment)
 
     # 10. The month's accounts.
-    still_late = np.concatenate((missed, late[(new_mpd[late] > 0) & (new_mpd[late] < CHARGE_OFF_MONTHS)]))
-    provision = expected_loss(p, new_mpd, s.score, new_balance, line, still_late)
-    provision[terminated] = 0.0
+    provision = expected_loss(p, new_mpd, s.score, new_balance, line, behind)
+    provision[leaving] = 0.0
+    provision[written_off] = 0.0
+    funding_cost = balance * (-acc.funding_rate / 12)
+    credit_loss = charged_off * -(1 - cfg.delinquency.recovery_rate)
     acquisition = np.zeros(n)
     if acc.book_acquisition_cost:
         acquisition[first] = -acc.acquisition_cost
     components = {
         "interest": interest,
         "fees": fees,
-        "funding_cost": balance * (-acc.funding_rate / 12),
-        "credit_loss": charged_off * -(1 - cfg.delinquency.recovery_rate),
+        "funding_cost": funding_cost,
+        "credit_loss": credit_loss,
         "provision_change": s.provision - provision,
         "operating_cost": np.full(n, -acc.operating_cost),
         "acquisition_cost": acquisition,
     }
-    revenue = interest + fees + components["funding_cost"] + components["credit_loss"] + acquisition
-    reward = revenue + components["provision_change"] + components["operating_cost"]
+    # Fees, losses and acquisition costs are zero outside a few accounts: add them there only.
+    revenue = interest + funding_cost
+    revenue[late] += fees[late]
+    revenue[written_off] += credit_loss[written_off]
+    revenue[first] += acquisition[first]
+    reward = revenue + components["provision_change"]
+    reward -= acc.operating_cost
     cost = np.zeros(n)
-    in_m3plus = late[(new_mpd[late] >= 3) & (new_mpd[late] < CHARGE_OFF_MONTHS)]
+    in_m3plus = late[(mpd_after >= 3) & (mpd_after < CHARGE_OFF_MONTHS)]
     cost[in_m3plus] = new_balance[in_m3plus] / acc.reference_balance
 
     s.balance = new_balance
     s.months_past_due = new_mpd
     s.provision = provision
     s.months_on_book = s.months_on_book + 1
-    s.months_since_line_change = (s.months_since_line_change + 1) * unchanged
-    truncated = (s.months_on_book >= cfg.env.horizon) & ~terminated
+    s.months_since_line_change += 1
+    s.months_since_line_change *= unchanged
+    truncated = s.months_on_book >= cfg.env.horizon
+    truncated &= ~terminated
     return MonthResult(reward, components, revenue, cost, terminated, truncated, charged_off, closed,
                        drawn, repaid, balance)
+
+
+def _balloon_accounts(s: PortfolioState, instalment_months: int) -> np.ndarray:
+    """Interest-first accounts whose principal falls due this month (every ``instalment_months`` months)."""
+    interest_first = np.flatnonzero(s.repayment_mode == _INTEREST_FIRST)
+    return interest_first[(s.months_on_book[interest_first] + 1) % instalment_months == 0]

@@ -36,6 +36,7 @@ class SimParams:
     revolver_logit: float
     attrition_logit: float
     has_interest_first: bool  # whether any account can have a balloon month
+    job_loss_rate: np.ndarray  # monthly, normal regime, by [age band, city tier, thin file]
 
     @classmethod
     def from_config(cls, config: Config) -> "SimParams":
@@ -62,7 +63,19 @@ class SimParams:
             revolver_logit=_logit(pop.revolver_share),
             attrition_logit=_logit(config.attrition.base_rate),
             has_interest_first=prod.repayment_mix.get("interest_first", 0.0) > 0,
+            job_loss_rate=_job_loss_rates(config),
         )
+
+
+def _job_loss_rates(config: Config) -> np.ndarray:
+    """Monthly job-loss probability in the normal regime by [age band, city tier, thin file]."""
+    d = config.default
+    mult = d.job_loss_multiplier
+    young = np.array([mult.get("young", 1.0) if a == AGE_BANDS[0] else 1.0 for a in AGE_BANDS])
+    lower_tier = np.array([mult.get("lower_tier", 1.0) if c == CITY_TIERS[-1] else 1.0 for c in CITY_TIERS])
+    thin = np.array([1.0, mult.get("thin_file", 1.0)])
+    rate = d.job_loss_rate * young[:, None, None] * lower_tier[None, :, None] * thin[None, None, :]
+    return np.minimum(rate, 1.0)  # a probability: large what-if multipliers saturate
 
 
 def draw_category(cdf: np.ndarray, u: np.ndarray) -> np.ndarray:

@@ -8,7 +8,9 @@ by a newly acquired one, with ``terminal_observation`` and ``TimeLimit.truncated
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from types import MappingProxyType
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 from gymnasium import spaces
@@ -20,14 +22,18 @@ from envs.credit_line_env import month_info
 from envs.observation import observation_space, observe
 from envs.simulator import Simulator
 
+_NO_INFO = MappingProxyType({})  # the info of an account that did not end this step
+
 
 class PortfolioVecEnv(VecEnv):
     """A portfolio of ``num_accounts`` accounts; see :func:`make_portfolio`.
 
     After each step, ``last_info`` is a dict of arrays of shape ``(num_accounts,)`` with the keys of the
     single env's info (``reward_components`` a dict of such arrays), describing the month just simulated
-    (before any replacement). The per-account ``infos`` list carries only what SB3 needs; its dicts are
-    reused between steps, so copy one if you keep it.
+    (before any replacement). The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
+    carry only what SB3 needs: a dict with ``terminal_observation`` and ``TimeLimit.truncated`` for each
+    account that ended, and for the others one shared read-only empty mapping (``.get``, ``in`` and
+    ``.copy()`` work as on a dict).
     """
 
     def __init__(self, config: Config, num_accounts: int, continuous: bool = False):
@@ -40,8 +46,9 @@ class PortfolioVecEnv(VecEnv):
         super().__init__(num_accounts, observation_space(config), action_space)
         self._all = np.arange(num_accounts)
         self._actions: np.ndarray | None = None
-        self._infos: list[dict[str, Any]] = [{} for _ in range(num_accounts)]
-        self._dirty = np.zeros(0, dtype=np.int64)  # infos filled last step, to clear
+        # The info of an account that did not end this step: one shared read-only empty mapping (a copy of
+        # this list costs one pointer per account; writing into it raises instead of leaking across accounts).
+        self._blank_infos: list[Any] = [_NO_INFO] * num_accounts
         self._started = False
         self.last_info: dict[str, Any] = {}
 
@@ -73,25 +80,19 @@ class PortfolioVecEnv(VecEnv):
         if multiplier.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got {multiplier.shape[0]}")
         result = self.sim.step(multiplier)
-        self.last_info = month_info(result, self.sim)
-        self.last_info = {**self.last_info, "balance": self.last_info["balance"].copy(),
-                          "line": self.last_info["line"].copy(),
-                          "months_past_due": self.last_info["months_past_due"].copy()}
+        info = month_info(result, self.sim)
+        # renew() below overwrites the state arrays in place: keep the month's values
+        self.last_info = {**info, "balance": info["balance"].copy(), "line": info["line"].copy(),
+                          "months_past_due": info["months_past_due"].copy()}
         dones = result.terminated | result.truncated
-        obs = self._observe()
-        for i in self._dirty:
-            self._infos[i].clear()
+        rows = observe(self.sim.state, self.sim.stress, self.observation_space)
         done_idx = np.flatnonzero(dones)
+        # One gather for all terminal observations, before the replacements overwrite them.
+        infos = StepInfos(self._blank_infos, done_idx, rows[:, done_idx].T, result.truncated[done_idx])
         if done_idx.size:
-            terminal = obs[done_idx]  # one gather; each info gets a row of it
-            for k, (i, truncated) in enumerate(zip(done_idx.tolist(), result.truncated[done_idx].tolist())):
-                info = self._infos[i]
-                info["terminal_observation"] = terminal[k]
-                info["TimeLimit.truncated"] = truncated
             self.sim.renew(done_idx)
-            obs[done_idx] = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx)
-        self._dirty = done_idx
-        return obs, result.reward.astype(np.float32), dones, self._infos
+            rows[:, done_idx] = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx)
+        return rows.T, result.reward.astype(np.float32), dones, infos
 
     def close(self) -> None:
         pass
@@ -116,7 +117,43 @@ class PortfolioVecEnv(VecEnv):
         return indices
 
     def _observe(self) -> np.ndarray:
-        return observe(self.sim.state, self.sim.stress, self.observation_space)
+        return observe(self.sim.state, self.sim.stress, self.observation_space).T
+
+
+class StepInfos(Sequence):
+    """One step's per-account infos as SB3 reads them (``infos[i]``, iteration, slices), built on first read.
+
+    An account that ended has ``{"terminal_observation": ..., "TimeLimit.truncated": ...}``; every other
+    account shares one read-only empty mapping. Building a dict per ended account is a Python loop, so it
+    waits until someone reads the infos: SB3's algorithms do, code that reads ``last_info`` need not.
+    The dicts, once built, are kept: wrappers that edit them in place (``VecNormalize``) see their edits.
+    """
+
+    __slots__ = ("_blank", "_ended", "_terminal", "_truncated", "_items")
+
+    def __init__(self, blank: list[Any], ended: np.ndarray, terminal: np.ndarray, truncated: np.ndarray):
+        self._blank, self._ended, self._terminal, self._truncated = blank, ended, terminal, truncated
+        self._items: list[Any] | None = None
+
+    def _built(self) -> list[Any]:
+        if self._items is None:
+            items = self._blank.copy()
+            for i, final_obs, truncated in zip(self._ended.tolist(), self._terminal, self._truncated.tolist()):
+                items[i] = {"terminal_observation": final_obs, "TimeLimit.truncated": truncated}
+            self._items = items
+        return self._items
+
+    def __getitem__(self, index):
+        return self._built()[index]
+
+    def __len__(self) -> int:
+        return len(self._blank)
+
+    def __iter__(self):
+        return iter(self._built())
+
+    def __repr__(self) -> str:
+        return f"StepInfos({len(self)} accounts, {len(self._ended)} ended)"
 
 
 def make_portfolio(preset: str | Config = "wechat", num_accounts: int = 1000, seed: int | None = None,

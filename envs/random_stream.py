@@ -27,11 +27,20 @@ _STREAM_MACRO = np.uint64(3)
 
 def mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser; returns a new uint64 array."""
-    x = x ^ (x >> _S30)
+    with np.errstate(over="ignore"):
+        return _mix64_(x.astype(np.uint64, copy=True))
+
+
+def _mix64_(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser in place (one scratch array instead of a temporary per shift)."""
+    shifted = np.right_shift(x, _S30)
+    x ^= shifted
     x *= _MUL1
-    x ^= x >> _S27
+    np.right_shift(x, _S27, out=shifted)
+    x ^= shifted
     x *= _MUL2
-    x ^= x >> _S31
+    np.right_shift(x, _S31, out=shifted)
+    x ^= shifted
     return x
 
 
@@ -43,7 +52,7 @@ def seed_to_key(seed: int) -> np.uint64:
 def account_keys(seeds: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     """Key of each account's current life: a hash of its seed and how many lives it has had."""
     with np.errstate(over="ignore"):
-        return mix64(mix64(seeds.astype(np.uint64) * _GOLDEN) + episodes.astype(np.uint64))
+        return _mix64_(_mix64_(seeds.astype(np.uint64) * _GOLDEN) + episodes.astype(np.uint64))
 
 
 def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, count: int) -> np.ndarray:
@@ -54,18 +63,21 @@ def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, cou
     """
     words = (count + 1) // 2
     with np.errstate(over="ignore"):
-        first = (np.asarray(counter, dtype=np.uint64) * np.uint64(words * _STREAMS) + stream) * _GOLDEN + keys
-        step = np.uint64(_STREAMS) * _GOLDEN
         x = np.empty((words, len(keys)), dtype=np.uint64)
-        for j in range(words):
-            x[j] = first + np.uint64(j) * step
-        x = mix64(x)
+        # word 0 = (counter x words x streams + stream) x golden + key, written in place (hot path)
+        np.multiply(np.asarray(counter, dtype=np.uint64), np.uint64(words * _STREAMS) * _GOLDEN, out=x[0])
+        x[0] += keys
+        x[0] += stream * _GOLDEN
+        for j in range(1, words):
+            np.add(x[0], np.uint64(j * _STREAMS) * _GOLDEN, out=x[j])
+        _mix64_(x)
     # Each 32-bit half becomes the top of a float's mantissa in [1, 2) (no slow integer-to-float
     # conversion); the bit below it is set, i.e. +0.5 in units of 2**-32, so every draw is strictly inside
     # (0, 1) and logs never see 0.
     bits = np.empty((2 * words, len(keys)), dtype=np.uint64)
-    np.left_shift(x >> _S32, _S20, out=bits[:words])
-    np.left_shift(x & _LOW32, _S20, out=bits[words:])
+    np.right_shift(x, _S32, out=bits[:words])
+    np.bitwise_and(x, _LOW32, out=bits[words:])
+    bits <<= _S20
     bits |= _ONE_AND_HALF_ULP
     out = bits.view(np.float64)
     out -= 1.0
@@ -86,6 +98,12 @@ def macro_uniform(seed: int, calendar_month: int) -> float:
     return float(uniforms(key, calendar_month, _STREAM_MACRO, 1)[0, 0])
 
 
-def standard_normal(u1: np.ndarray, u2: np.ndarray) -> np.ndarray:
-    """Box-Muller: one standard normal from two independent uniforms in (0, 1)."""
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+def standard_normals(u1: np.ndarray, u2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Box-Muller: two independent standard normals from two independent uniforms in (0, 1).
+
+    The angle is taken in float32, whose cosine and sine numpy vectorises (ten times faster than in
+    float64); an angle known to 1e-7 changes a draw by about as much, far below anything the model resolves.
+    """
+    radius = np.sqrt(-2.0 * np.log(u1))
+    angle = (2.0 * np.pi * u2).astype(np.float32)
+    return radius * np.cos(angle), radius * np.sin(angle)

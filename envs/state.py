@@ -33,6 +33,9 @@ class PortfolioState:
     # per-account constants of the monthly hazards, computed once at origination (envs.population)
     miss_logit_base: np.ndarray  # intercept + latent risk part of the miss logit
     burden_per_cny: np.ndarray  # miss-logit change per CNY due (burden effect / income)
+    miss_per_cny: np.ndarray  # miss-logit change per CNY of balance in a month with no balloon due
+    target_balance: np.ndarray  # [CNY] balance wanted at the original line (target utilisation x line)
+    line_response: np.ndarray  # extra balance per CNY of line above the original (max response x constraint)
     attrition_logit_base: np.ndarray  # base closure logit + the price effect
     log_need: np.ndarray  # log of credit need [log CNY]
     need_headroom: np.ndarray  # [CNY] need above the balance the borrower wants at the original line
@@ -43,6 +46,7 @@ class PortfolioState:
     repayment_mode: np.ndarray  # int8 index into REPAYMENT_MODES
     scheduled_share: np.ndarray  # principal due per month as a share of balance, by the repayment mode
     apr: np.ndarray  # contract rate, per year
+    monthly_rate: np.ndarray  # apr / 12
     origination_score: np.ndarray
     origination_line: np.ndarray  # [CNY]
     # the book (observable)
@@ -66,10 +70,11 @@ class PortfolioState:
             risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
             target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
             unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=floats(), miss_logit_base=floats(),
-            burden_per_cny=floats(), attrition_logit_base=floats(), log_need=floats(),
+            burden_per_cny=floats(), miss_per_cny=floats(), target_balance=floats(), line_response=floats(),
+            attrition_logit_base=floats(), log_need=floats(),
             need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
             thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),
-            scheduled_share=floats(), apr=floats(),
+            scheduled_share=floats(), apr=floats(), monthly_rate=floats(),
             origination_score=floats(), origination_line=floats(), line=floats(), balance=floats(),
             months_past_due=np.zeros(n, np.int8), months_on_book=np.zeros(n, np.int32),
             months_since_line_change=np.zeros(n, np.int32), months_since_cut=np.zeros(n, np.int32),

@@ -99,13 +99,18 @@ def test_draws_are_uncorrelated():
     assert abs(np.corrcoef(u[:, 0], nxt[:, 0])[0, 1]) < bound  # month 0 vs month 1
 
 
-def test_standard_normal_has_unit_moments():
+def test_standard_normals_have_unit_moments_and_are_uncorrelated():
     u = _origination(_keys(), 2)
-    z = rs.standard_normal(u[:, 0], u[:, 1])
-    assert np.all(np.isfinite(z))
-    # Standard errors: mean 1/sqrt(n) = 0.0045, variance sqrt(2/n) = 0.0063; bounds at about 4 se.
-    assert abs(z.mean()) < 0.02 and abs(z.var() - 1.0) < 0.025
-    assert abs(np.mean(np.abs(z) < 1.96) - 0.95) < 0.005  # se of a 95% share: 0.001
+    pair = rs.standard_normals(u[:, 0], u[:, 1])
+    for z in pair:
+        assert np.all(np.isfinite(z))
+        # Standard errors: mean 1/sqrt(n) = 0.0045, variance sqrt(2/n) = 0.0063; bounds at about 4 se.
+        assert abs(z.mean()) < 0.02 and abs(z.var() - 1.0) < 0.025
+        assert abs(np.mean(np.abs(z) < 1.96) - 0.95) < 0.005  # se of a 95% share: 0.001
+    # The two halves of a Box-Muller pair are independent: correlation within 4 se (1/sqrt(n)) of 0,
+    # also of their squares (dependence that correlation alone would miss).
+    assert abs(np.corrcoef(*pair)[0, 1]) < 0.02
+    assert abs(np.corrcoef(pair[0] ** 2, pair[1] ** 2)[0, 1]) < 0.02
 
 
 def test_same_inputs_same_bytes():
