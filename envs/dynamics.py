@@ -14,13 +14,12 @@ from typing import NamedTuple
 import numpy as np
 
 from envs.accounting import expected_loss
-from envs.config import CHARGE_OFF_MONTHS, REPAYMENT_MODES
+from envs.config import CHARGE_OFF_MONTHS
 from envs.params import SimParams
 from envs.population import SCORE_RANGE
 from envs.random_stream import monthly_uniforms
 from envs.state import PortfolioState
 
-_INTEREST_FIRST = REPAYMENT_MODES.index("interest_first")
 _MISSED_PAYMENT_MEMORY = 0.9  # monthly decay of the missed-payment count (assumption: ~10-month memory)
 _SCORE_PER_BUCKET = 60.0  # behaviour-score points lost per month past due (assumption)
 _SCORE_PER_MISS = 30.0  # points lost per remembered missed payment (assumption)
@@ -234,7 +233,8 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     provision[leaving] = 0.0
     provision[written_off] = 0.0
     funding_cost = balance * (-acc.funding_rate / 12)
-    credit_loss = charged_off * -(1 - cfg.delinquency.recovery_rate)
+    credit_loss = np.zeros(n)
+    credit_loss[written_off] = charged_off[written_off] * -(1 - cfg.delinquency.recovery_rate)
     acquisition = np.zeros(n)
     if acc.book_acquisition_cost:
         acquisition[first] = -acc.acquisition_cost
@@ -244,7 +244,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
         "funding_cost": funding_cost,
         "credit_loss": credit_loss,
         "provision_change": s.provision - provision,
-        "operating_cost": np.full(n, -acc.operating_cost),
+        "operating_cost": np.broadcast_to(-acc.operating_cost, (n,)),  # read-only, the same for all
         "acquisition_cost": acquisition,
     }
     # Fees, losses and acquisition costs are zero outside a few accounts: add them there only.
@@ -272,5 +272,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
 
 def _balloon_accounts(s: PortfolioState, instalment_months: int) -> np.ndarray:
     """Interest-first accounts whose principal falls due this month (every ``instalment_months`` months)."""
-    interest_first = np.flatnonzero(s.repayment_mode == _INTEREST_FIRST)
-    return interest_first[(s.months_on_book[interest_first] + 1) % instalment_months == 0]
+    s.months_to_balloon -= 1
+    balloon = np.flatnonzero(s.months_to_balloon == 0)
+    s.months_to_balloon[balloon] = instalment_months
+    return balloon

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.config import REPAYMENT_MODES
 from envs.params import SimParams, draw_category
 from envs.random_stream import account_keys, origination_uniforms, standard_normals
 from envs.state import PortfolioState
 
 NEVER_CUT = 10_000  # months_since_cut of an account whose line was never cut
+NO_BALLOON = 2**30  # months_to_balloon of an account that never owes its principal at once
+_INTEREST_FIRST = REPAYMENT_MODES.index("interest_first")
 SCORE_RANGE = (300.0, 900.0)
 _APR_TIERS = 5  # risk tiers of the price grid
 
@@ -94,6 +97,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.months_on_book[idx] = 0
     state.months_since_line_change[idx] = 0
     state.months_since_cut[idx] = NEVER_CUT
+    state.months_to_balloon[idx] = np.where(mode == _INTEREST_FIRST, prod.instalment_months, NO_BALLOON)
     state.missed_payments[idx] = 0.0
     state.score[idx] = score
     for lag in state.payment_ratios:  # one row at a time: a 2-D fancy assignment is several times slower

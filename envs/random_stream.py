@@ -25,6 +25,11 @@ _STREAM_ORIGINATION = np.uint64(2)
 _STREAM_MACRO = np.uint64(3)
 
 
+def _times_golden(k: int) -> np.uint64:
+    """k x golden ratio mod 2**64, as a numpy scalar (numpy warns on scalar overflow; Python ints do not)."""
+    return np.uint64(k * int(_GOLDEN) % 2**64)
+
+
 def mix64(x: np.ndarray) -> np.ndarray:
     """SplitMix64 finaliser; returns a new uint64 array."""
     with np.errstate(over="ignore"):
@@ -62,15 +67,14 @@ def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, cou
     by the key (state = key + index x golden ratio, output = mix(state)), split into two 32-bit halves.
     """
     words = (count + 1) // 2
-    with np.errstate(over="ignore"):
-        x = np.empty((words, len(keys)), dtype=np.uint64)
-        # word 0 = (counter x words x streams + stream) x golden + key, written in place (hot path)
-        np.multiply(np.asarray(counter, dtype=np.uint64), np.uint64(words * _STREAMS) * _GOLDEN, out=x[0])
-        x[0] += keys
-        x[0] += stream * _GOLDEN
-        for j in range(1, words):
-            np.add(x[0], np.uint64(j * _STREAMS) * _GOLDEN, out=x[j])
-        _mix64_(x)
+    x = np.empty((words, len(keys)), dtype=np.uint64)
+    # word 0 = (counter x words x streams + stream) x golden + key, in place; constants wrap mod 2**64
+    np.multiply(counter, _times_golden(words * _STREAMS), out=x[0], dtype=np.uint64, casting="unsafe")
+    x[0] += keys
+    x[0] += _times_golden(int(stream))
+    for j in range(1, words):
+        np.add(x[0], _times_golden(j * _STREAMS), out=x[j])
+    _mix64_(x)
     # Each 32-bit half becomes the top of a float's mantissa in [1, 2) (no slow integer-to-float
     # conversion); the bit below it is set, i.e. +0.5 in units of 2**-32, so every draw is strictly inside
     # (0, 1) and logs never see 0.

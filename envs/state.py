@@ -56,6 +56,7 @@ class PortfolioState:
     months_on_book: np.ndarray  # int32
     months_since_line_change: np.ndarray  # int32
     months_since_cut: np.ndarray  # int32, large when never cut
+    months_to_balloon: np.ndarray  # int32, interest-first: months until principal is due; others: large
     missed_payments: np.ndarray  # decayed count of missed payments
     score: np.ndarray  # behaviour score, 300..900
     payment_ratios: np.ndarray  # (PAYMENT_LAGS, n) share of the statement paid, newest first
@@ -78,6 +79,7 @@ class PortfolioState:
             origination_score=floats(), origination_line=floats(), line=floats(), balance=floats(),
             months_past_due=np.zeros(n, np.int8), months_on_book=np.zeros(n, np.int32),
             months_since_line_change=np.zeros(n, np.int32), months_since_cut=np.zeros(n, np.int32),
+            months_to_balloon=np.zeros(n, np.int32),
             missed_payments=floats(), score=floats(), payment_ratios=np.ones((PAYMENT_LAGS, n)),
             provision=floats(),
         )
