@@ -117,7 +117,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     # Utilisation is taken against the line the borrower was underwritten for: in the data it marks
     # stretched borrowers, it does not cause default, so raising a line must not make anyone safer, while
     # borrowing more of it does make them riskier (DOMAIN: Gross & Souleles 2002, risk flows through exposure).
-    logit = s.miss_per_cny * balance
+    logit = s.miss_per_cny * balance.astype(np.float32)  # float32 hazard (envs.state)
     logit += s.miss_logit_base
     logit += dflt.history_effect * s.missed_payments
     logit[jobless] += dflt.unemployed_effect
@@ -140,7 +140,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     target += s.target_balance
     noise = u[2] * (2 * beh.balance_noise)  # uniform on +-balance_noise x line
     noise -= beh.balance_noise
-    noise *= line
+    noise = noise * line  # [CNY], float64 from here on
     wanted = target - balance
     wanted *= beh.balance_adjust_rate
     wanted += balance
@@ -189,12 +189,12 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     since_cut = s.months_since_cut
     since_cut += 1
     since_cut *= ~cut
-    logit_close = np.log(line)
+    logit_close = np.log(line, dtype=np.float32)
     np.subtract(s.log_need, logit_close, out=logit_close)
     np.maximum(logit_close, 0.0, out=logit_close)
     logit_close *= att.low_line_effect
     logit_close += s.attrition_logit_base
-    logit_close += att.cut_effect * (since_cut <= att.cut_memory_months)
+    logit_close += np.float32(att.cut_effect) * (since_cut <= att.cut_memory_months)
     # A borrower who decides to close stops drawing; the account leaves the book once what is left is
     # small enough to pay off at once (an assumption: CLOSING_PAYOFF CNY), charged off if it defaults first.
     deciding = np.flatnonzero(u[3] < _sigmoid_(logit_close))

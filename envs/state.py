@@ -1,7 +1,9 @@
 """The portfolio's state: one numpy array per account attribute, batch-first.
 
 Hidden traits (what the lender never sees) and the book (what it does) live side by side here; only
-``envs.observation`` decides what an agent is shown.
+``envs.observation`` decides what an agent is shown. Money is float64; the inputs of the monthly hazards
+(logits, rates, the score and payment history) are float32, which halves the memory the hot path moves
+and is far finer than anything the model resolves.
 """
 
 from __future__ import annotations
@@ -66,21 +68,23 @@ class PortfolioState:
     def empty(cls, num_accounts: int) -> "PortfolioState":
         n = num_accounts
         floats = lambda: np.zeros(n)  # noqa: E731
+        hazard = lambda: np.zeros(n, np.float32)  # noqa: E731
         return cls(
             seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
             risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
             target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
-            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=floats(), miss_logit_base=floats(),
-            burden_per_cny=floats(), miss_per_cny=floats(), target_balance=floats(), line_response=floats(),
-            attrition_logit_base=floats(), log_need=floats(),
+            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(), miss_logit_base=hazard(),
+            burden_per_cny=floats(), miss_per_cny=hazard(), target_balance=floats(), line_response=floats(),
+            attrition_logit_base=hazard(), log_need=hazard(),
             need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
             thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),
             scheduled_share=floats(), apr=floats(), monthly_rate=floats(),
-            origination_score=floats(), origination_line=floats(), line=floats(), balance=floats(),
+            origination_score=hazard(), origination_line=floats(), line=floats(), balance=floats(),
             months_past_due=np.zeros(n, np.int8), months_on_book=np.zeros(n, np.int32),
             months_since_line_change=np.zeros(n, np.int32), months_since_cut=np.zeros(n, np.int32),
             months_to_balloon=np.zeros(n, np.int32),
-            missed_payments=floats(), score=floats(), payment_ratios=np.ones((PAYMENT_LAGS, n)),
+            missed_payments=hazard(), score=hazard(),
+            payment_ratios=np.ones((PAYMENT_LAGS, n), np.float32),
             provision=floats(),
         )
 
