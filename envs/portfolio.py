@@ -85,14 +85,13 @@ class PortfolioVecEnv(VecEnv):
         self.last_info = {**info, "balance": info["balance"].copy(), "line": info["line"].copy(),
                           "months_past_due": info["months_past_due"].copy()}
         dones = result.terminated | result.truncated
-        rows = observe(self.sim.state, self.sim.stress, self.observation_space)
         done_idx = np.flatnonzero(dones)
-        # One gather for all terminal observations, before the replacements overwrite them.
-        infos = StepInfos(self._blank_infos, done_idx, rows[:, done_idx].T, result.truncated[done_idx])
+        # The last observation of each account that ended, then its replacement, then everyone's.
+        terminal = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx).T
         if done_idx.size:
             self.sim.renew(done_idx)
-            rows[:, done_idx] = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx)
-        return rows.T, result.reward.astype(np.float32), dones, infos
+        infos = StepInfos(self._blank_infos, done_idx, terminal, result.truncated[done_idx])
+        return self._observe(), result.reward.astype(np.float32), dones, infos
 
     def close(self) -> None:
         pass
