@@ -55,6 +55,13 @@ def _clip_below_(x: np.ndarray, low: float) -> np.ndarray:
     return np.clip(x, low, np.inf, out=x)
 
 
+def _same_for_all(value: float, n: int) -> np.ndarray:
+    """A read-only array of ``n`` copies of ``value`` that stores one (stride 0; np.full would fill n)."""
+    out = np.ndarray((n,), dtype=np.float64, buffer=np.array([value]), strides=(0,))
+    out.flags.writeable = False
+    return out
+
+
 def _round_to_hundreds_(x: np.ndarray) -> np.ndarray:
     """``np.round(x, -2)`` in place (numpy rounds to -2 decimals as rint(x / 100) * 100)."""
     x /= 100.0
@@ -103,18 +110,22 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     mpd = s.months_past_due
     late = np.flatnonzero(mpd > 0)  # delinquent accounts (a few percent); a bool mask scans 5x faster
     interest = balance * s.monthly_rate
+    interest_late = interest[late]
+    fees_late = interest_late * (prod.penalty_rate_multiplier - 1)
     fees = np.zeros(n)
-    fees[late] = interest[late] * (prod.penalty_rate_multiplier - 1)
+    fees[late] = fees_late
 
     # 4. What is due: interest plus the repayment mode's share of principal; interest-first accounts owe
     # all of it in their balloon month. ``floor`` is the balance if exactly what is due is paid.
     share = s.scheduled_share
     floor = balance * (1.0 - share)
     balloon = _balloon_accounts(s, prod.instalment_months) if p.has_interest_first else late[:0]
+    floor[balloon] = 0.0
+    share_late = share[late]
     if balloon.size:
-        share = share.copy()
-        share[balloon] = 1.0
-        floor[balloon] = 0.0
+        in_balloon = np.zeros(n, dtype=bool)
+        in_balloon[balloon] = True
+        share_late[in_balloon[late]] = 1.0
 
     # 5. Current accounts miss with a logistic hazard; job loss dominates (DOMAIN: Castellanos et al.).
     # The logit is intercept + risk (miss_logit_base) + utilisation + payment burden (both linear in the
@@ -175,9 +186,10 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     cure = u[1][late] < cure_p
     b_late = balance[late]
     # A cure pays the interest, fees and the overdue principal of the missed months.
-    overdue = np.minimum(b_late * np.maximum(share[late], 1.0 / prod.instalment_months) * mpd_late, b_late)
-    repaid[late] = cure * (interest[late] + fees[late] + overdue)
-    new_balance[late] = np.where(cure, b_late - overdue, b_late + interest[late] + fees[late])
+    overdue = np.minimum(b_late * np.maximum(share_late, 1.0 / prod.instalment_months) * mpd_late, b_late)
+    charges_late = interest_late + fees_late
+    repaid[late] = cure * (charges_late + overdue)
+    new_balance[late] = np.where(cure, b_late - overdue, b_late + charges_late)
 
     # 7. Buckets move; six months past due is charged off (DOMAIN: 180 days).
     # (the clamp only matters to a caller that keeps stepping a charged-off account without renewing it)
@@ -226,7 +238,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     score[behind] -= _SCORE_PER_BUCKET * new_mpd[behind]
     s.score = _clip_below_(score, SCORE_RANGE[0])
     # Share of the statement paid; a micro-fen added to both sides makes "nothing owed" a ratio of 1.
-    statement[late] += fees[late]
+    statement[late] += fees_late
     statement += 1e-9
     ratio = repaid + 1e-9
     ratio /= statement
@@ -250,12 +262,12 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
         "funding_cost": funding_cost,
         "credit_loss": credit_loss,
         "provision_change": s.provision - provision,
-        "operating_cost": np.broadcast_to(-acc.operating_cost, (n,)),  # read-only, the same for all
+        "operating_cost": _same_for_all(-acc.operating_cost, n),
         "acquisition_cost": acquisition,
     }
     # Fees, losses and acquisition costs are zero outside a few accounts: add them there only.
     revenue = interest + funding_cost
-    revenue[late] += fees[late]
+    revenue[late] += fees_late
     revenue[written_off] += credit_loss[written_off]
     revenue[first] += acquisition[first]
     reward = revenue + components["provision_change"]
