@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from envs.config import REPAYMENT_MODES
 from envs.params import SimParams, draw_category
 from envs.random_stream import account_keys, origination_uniforms, standard_normals
 from envs.state import PortfolioState
 
 NEVER_CUT = 10_000  # months_since_cut of an account whose line was never cut
-NO_BALLOON = 2**30  # months_to_balloon of an account that never owes its principal at once
-_INTEREST_FIRST = REPAYMENT_MODES.index("interest_first")
 SCORE_RANGE = (300.0, 900.0)
 _APR_TIERS = 5  # risk tiers of the price grid
 
@@ -67,13 +64,13 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.constraint[idx] = constraint
     state.unemployed[idx] = False  # approved applicants are in work
     state.closing[idx] = False
-    state.job_loss_rate[idx] = p.job_loss_rate[age, city, thin.view(np.int8)]
+    segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin  # flat [age, city, thin]
+    state.job_loss_rate[idx] = p.job_loss_rate.ravel()[segment]
     # Constant parts of the monthly hazards and balances (envs.dynamics), computed once per account.
     state.target_balance[idx] = target * line
     state.line_response[idx] = beh.max_line_response * constraint
     state.adapted_line[idx] = line
     state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
-    state.burden_per_cny[idx] = burden_per_cny
     # Outside a balloon month what is due is (monthly rate + scheduled share) x balance, so utilisation
     # (of the original line) and payment burden both move the miss logit in proportion to the balance.
     state.miss_per_cny[idx] = dflt.utilisation_effect / line + burden_per_cny * (monthly_rate + scheduled_share)
@@ -97,7 +94,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.months_on_book[idx] = 0
     state.months_since_line_change[idx] = 0
     state.months_since_cut[idx] = NEVER_CUT
-    state.months_to_balloon[idx] = np.where(mode == _INTEREST_FIRST, prod.instalment_months, NO_BALLOON)
+    state.months_to_balloon[idx] = p.first_balloon[mode]
     state.missed_payments[idx] = 0.0
     state.score[idx] = score
     for lag in state.payment_ratios:  # one row at a time: a 2-D fancy assignment is several times slower

@@ -34,7 +34,6 @@ class PortfolioState:
     job_loss_rate: np.ndarray  # monthly, normal regime
     # per-account constants of the monthly hazards, computed once at origination (envs.population)
     miss_logit_base: np.ndarray  # intercept + latent risk part of the miss logit
-    burden_per_cny: np.ndarray  # miss-logit change per CNY due (burden effect / income)
     miss_per_cny: np.ndarray  # miss-logit change per CNY of balance in a month with no balloon due
     target_balance: np.ndarray  # [CNY] balance wanted at the original line (target utilisation x line)
     line_response: np.ndarray  # extra balance per CNY of line above the original (max response x constraint)
@@ -74,7 +73,7 @@ class PortfolioState:
             risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
             target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
             unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(), miss_logit_base=hazard(),
-            burden_per_cny=floats(), miss_per_cny=hazard(), target_balance=floats(), line_response=floats(),
+            miss_per_cny=hazard(), target_balance=floats(), line_response=floats(),
             attrition_logit_base=hazard(), log_need=hazard(),
             need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
             thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),
