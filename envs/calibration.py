@@ -70,6 +70,7 @@ def steady_state(config: Config, num_accounts: int = 10_000, months: int = 120, 
 def _accumulate(sim: Simulator, sums: dict[str, float], months: int, burn_in: int) -> None:
     num_accounts = sim.num_accounts
     hold = np.ones(num_accounts)
+    revolver = sim.hidden_traits()["revolver"]  # hidden, recomputed from keys; refreshed at each renewal
     for month in range(burn_in + months):
         opening_mpd = sim.state.months_past_due.copy()
         result = sim.step(hold)
@@ -84,7 +85,7 @@ def _accumulate(sim: Simulator, sums: dict[str, float], months: int, burn_in: in
             sums["m3_acc"] += m3.sum()
             sums["open"] += open_.sum()
             sums["line"] += s.line[open_].sum()
-            rev, tra = current & s.revolver, current & ~s.revolver
+            rev, tra = current & revolver, current & ~revolver
             sums["rev_util"] += util[rev].sum()
             sums["rev_n"] += rev.sum()
             sums["tra_util"] += util[tra].sum()
@@ -99,6 +100,7 @@ def _accumulate(sim: Simulator, sums: dict[str, float], months: int, burn_in: in
         done = np.flatnonzero(result.terminated | result.truncated)
         if done.size:
             sim.renew(done)
+            revolver[done] = sim.hidden_traits(done)["revolver"]
 
 
 def fit_risk_intercept(config: Config, target_m3plus: float, low: float = -9.0, high: float = -1.0,
@@ -160,7 +162,7 @@ def line_response(config: Config, num_accounts: int = 40_000, raise_by: float = 
                 snapshots[month - 1] = (s.balance.copy(), s.line.copy(), s.months_past_due == 0)
         runs.append((sim, snapshots))
     (control, base), (_, treated) = runs
-    score, revolver = control.state.origination_score, control.state.revolver
+    score, revolver = control.state.origination_score, control.hidden_traits()["revolver"]
     out = []
     for k in checkpoints:
         b0, l0, ok0 = base[k]

@@ -138,7 +138,7 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     logit += dflt.history_effect * s.missed_payments
     logit[jobless] += dflt.unemployed_effect
     if balloon.size:
-        logit[balloon] += dflt.payment_burden_effect * balance[balloon] / s.income[balloon]
+        logit[balloon] += s.burden_per_cny[balloon] * balance[balloon]
     if stress:
         logit += dflt.stress_effect
     miss = u[1] < _sigmoid_(logit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from envs.params import SimParams, draw_category
@@ -13,10 +15,30 @@ SCORE_RANGE = (300.0, 900.0)
 _APR_TIERS = 5  # risk tiers of the price grid
 
 
-def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
-    """Replace the accounts at ``idx`` by newly acquired ones; their seeds and episode counters must be set."""
+class Applicants(NamedTuple):
+    """Newly acquired accounts as drawn from their keys: hidden traits, segment, and what was granted."""
+
+    age: np.ndarray  # int8 index into AGE_BANDS
+    city: np.ndarray  # int8 index into CITY_TIERS
+    thin: np.ndarray  # bool, thin data file
+    risk: np.ndarray  # hidden: latent risk [sd units], higher is riskier
+    income: np.ndarray  # hidden: [CNY/month]
+    need: np.ndarray  # hidden: credit need [CNY]
+    revolver: np.ndarray  # hidden: bool, borrows on the line (else pays in full)
+    target_utilisation: np.ndarray  # hidden: of the original line
+    constraint: np.ndarray  # hidden: 0..1, how much borrowing follows the line
+    score: np.ndarray  # origination score
+    line: np.ndarray  # [CNY] granted line
+    apr: np.ndarray  # granted price
+    mode: np.ndarray  # int8 index into REPAYMENT_MODES
+
+
+HIDDEN_TRAITS = ("risk", "income", "need", "revolver", "target_utilisation", "constraint")
+
+
+def draw_applicants(key: np.ndarray, p: SimParams) -> Applicants:
+    """The accounts keyed ``key`` at acquisition: a pure function of the key and the preset."""
     cfg, pop, prod = p.config, p.config.population, p.config.product
-    key = account_keys(state.seed[idx], state.episode[idx])
     u = origination_uniforms(key, 10)
     age = draw_category(p.age_cdf, u[0])
     city = draw_category(p.city_cdf, u[1])
@@ -49,19 +71,31 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
                                    + beh.constraint_need_slope * np.log(need / line))))
     constraint = np.where(revolver, constraint, 0.0)  # transactors' borrowing does not follow the line
     mode = draw_category(p.mode_cdf, u[9])
+    return Applicants(age, city, thin, risk, income, need, revolver, target, constraint, score, line, apr, mode)
+
+
+def hidden_traits(state: PortfolioState, p: SimParams, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Hidden traits (HIDDEN_TRAITS) of the accounts at ``idx`` (default all), recomputed from their keys.
+
+    The monthly dynamics read the traits only through per-account constants set at origination, so the
+    traits themselves are not stored (fewer arrays to write for every new account); analyses and tests
+    get them here, exactly as drawn.
+    """
+    drawn = draw_applicants(state.key if idx is None else state.key[idx], p)
+    return {name: getattr(drawn, name) for name in HIDDEN_TRAITS}
+
+
+def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
+    """Replace the accounts at ``idx`` by newly acquired ones; their seeds and episode counters must be set."""
+    cfg, prod = p.config, p.config.product
+    key = account_keys(state.seed[idx], state.episode[idx])
+    age, city, thin, risk, income, need, revolver, target, constraint, score, line, apr, mode = draw_applicants(key, p)
+    beh, dflt, att = cfg.behaviour, cfg.default, cfg.attrition
     scheduled_share = p.scheduled_share[mode]
-    dflt, att = cfg.default, cfg.attrition
     burden_per_cny = dflt.payment_burden_effect / income
     monthly_rate = apr / 12
 
-    # hidden traits
     state.key[idx] = key
-    state.risk[idx] = risk
-    state.income[idx] = income
-    state.need[idx] = need
-    state.revolver[idx] = revolver
-    state.target_utilisation[idx] = target
-    state.constraint[idx] = constraint
     state.unemployed[idx] = False  # approved applicants are in work
     state.closing[idx] = False
     segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin  # flat [age, city, thin]
@@ -71,6 +105,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.line_response[idx] = beh.max_line_response * constraint
     state.adapted_line[idx] = line
     state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
+    state.burden_per_cny[idx] = burden_per_cny
     # Outside a balloon month what is due is (monthly rate + scheduled share) x balance, so utilisation
     # (of the original line) and payment burden both move the miss logit in proportion to the balance.
     state.miss_per_cny[idx] = dflt.utilisation_effect / line + burden_per_cny * (monthly_rate + scheduled_share)

@@ -12,7 +12,7 @@ import numpy as np
 from envs.config import Config
 from envs.dynamics import MonthResult, step
 from envs.params import SimParams
-from envs.population import originate
+from envs.population import hidden_traits, originate
 from envs.random_stream import macro_uniform
 from envs.state import PortfolioState
 
@@ -48,6 +48,10 @@ class Simulator:
         """Replace the accounts at ``idx`` by their next life (a newly acquired account)."""
         self.state.episode[idx] += 1
         originate(self.state, idx, self.params)
+
+    def hidden_traits(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Latent risk, income, need, revolver, target utilisation and constraint of the accounts at ``idx``."""
+        return hidden_traits(self.state, self.params, idx)
 
     def restart_calendar(self) -> None:
         """Back to calendar month 0 in the normal regime (done when an env is reset with a seed)."""

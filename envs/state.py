@@ -21,19 +21,15 @@ class PortfolioState:
     seed: np.ndarray  # uint64, the account's seed
     episode: np.ndarray  # int64, lives this slot has had since seeding
     key: np.ndarray  # uint64, hash of (seed, episode)
-    # hidden traits
-    risk: np.ndarray  # latent risk [sd units], higher is riskier
-    income: np.ndarray  # [CNY/month]
-    need: np.ndarray  # credit need [CNY]
-    revolver: np.ndarray  # bool
-    target_utilisation: np.ndarray  # of the line the borrower has in mind
-    constraint: np.ndarray  # 0..1, how much borrowing follows the line (0: not at all)
+    # hidden state (what the lender never sees); the traits drawn at acquisition (latent risk, income,
+    # need, revolver or transactor) are not stored: envs.population.hidden_traits recomputes them
     adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
     unemployed: np.ndarray  # bool
     closing: np.ndarray  # bool, the borrower has decided to close: no new drawing, the balance runs off
     job_loss_rate: np.ndarray  # monthly, normal regime
     # per-account constants of the monthly hazards, computed once at origination (envs.population)
     miss_logit_base: np.ndarray  # intercept + latent risk part of the miss logit
+    burden_per_cny: np.ndarray  # miss-logit change per CNY due (burden effect / income), for balloon months
     miss_per_cny: np.ndarray  # miss-logit change per CNY of balance in a month with no balloon due
     target_balance: np.ndarray  # [CNY] balance wanted at the original line (target utilisation x line)
     line_response: np.ndarray  # extra balance per CNY of line above the original (max response x constraint)
@@ -70,9 +66,8 @@ class PortfolioState:
         hazard = lambda: np.zeros(n, np.float32)  # noqa: E731
         return cls(
             seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
-            risk=floats(), income=floats(), need=floats(), revolver=np.zeros(n, bool),
-            target_utilisation=floats(), constraint=floats(), adapted_line=floats(),
-            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(), miss_logit_base=hazard(),
+            adapted_line=floats(),
+            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(), miss_logit_base=hazard(), burden_per_cny=hazard(),
             miss_per_cny=hazard(), target_balance=floats(), line_response=floats(),
             attrition_logit_base=hazard(), log_need=hazard(),
             need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),

@@ -17,7 +17,8 @@ from hypothesis import settings
 from envs.actions import LIMIT_MULTIPLIERS
 from envs.config import CHARGE_OFF_MONTHS, Config
 from envs.dynamics import MonthResult
-from envs.population import SCORE_RANGE
+from envs.params import SimParams
+from envs.population import SCORE_RANGE, hidden_traits
 from envs.simulator import Simulator
 from envs.state import PortfolioState
 
@@ -92,12 +93,14 @@ def check_state(config: Config, s: PortfolioState) -> None:
     assert np.all((s.payment_ratios >= 0.0) & (s.payment_ratios <= 1.0)), \
         f"payment ratio outside [0, 1]: {s.payment_ratios.min()}..{s.payment_ratios.max()}"
     assert np.all((s.score >= SCORE_RANGE[0]) & (s.score <= SCORE_RANGE[1])), "score outside its range"
-    # Hidden probabilities-like traits.
-    assert np.all((s.target_utilisation >= 0.0) & (s.target_utilisation <= 1.0))
-    assert np.all((s.constraint >= 0.0) & (s.constraint <= 1.0)), "credit-constrainedness outside [0, 1]"
     assert np.all((s.job_loss_rate >= 0.0) & (s.job_loss_rate <= 1.0))
     assert np.all(s.provision >= 0.0), f"negative expected-loss allowance: {s.provision.min()}"
-    assert np.all(s.income > 0.0) and np.all(s.need > 0.0)
+    # Hidden traits, recomputed from the accounts' keys (they are not stored).
+    traits = hidden_traits(s, SimParams.from_config(config))
+    assert np.all((traits["target_utilisation"] >= 0.0) & (traits["target_utilisation"] <= 1.0))
+    assert np.all((traits["constraint"] >= 0.0) & (traits["constraint"] <= 1.0)), "credit-constrainedness outside [0, 1]"
+    assert np.all(traits["income"] > 0.0) and np.all(traits["need"] > 0.0)
+    assert np.all(np.isfinite(traits["risk"]))
 
 
 def check_month(config: Config, rec: MonthRecord) -> None:

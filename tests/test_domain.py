@@ -33,8 +33,8 @@ class Month(NamedTuple):
     unemployed: np.ndarray  # during the month (valid where not done: replacements start in work)
 
 
-_SNAPSHOT = ("episode", "age_band", "city_tier", "thin_file", "risk", "revolver", "months_past_due", "balance",
-             "apr", "unemployed", "line")
+_SNAPSHOT = ("episode", "age_band", "city_tier", "thin_file", "months_past_due", "balance", "apr", "unemployed",
+             "line")
 
 
 def run(preset: str, n: int, months: int, seed: int, action: Callable[[int], int] = lambda m: envs.HOLD_ACTION,
@@ -45,6 +45,8 @@ def run(preset: str, n: int, months: int, seed: int, action: Callable[[int], int
     for month in range(months):
         state = venv.sim.state
         before = {name: getattr(state, name).copy() for name in _SNAPSHOT}
+        traits = venv.sim.hidden_traits()
+        before.update(risk=traits["risk"], revolver=traits["revolver"])
         _, _, dones, infos = venv.step(np.full(n, action(month)))
         info = venv.last_info
         truncated = np.array([bool(dones[i] and infos[i]["TimeLimit.truncated"]) for i in range(n)])

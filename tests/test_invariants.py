@@ -13,7 +13,7 @@ import pytest
 import envs
 from envs.config import CHARGE_OFF_MONTHS, load_config
 from envs.observation import observation_entries
-from envs.params import SimParams
+from envs.params import SimParams, draw_category
 
 MONTHS = 40  # longer than the default 36-month horizon, so truncations and replacements happen
 ACCOUNTS = 400
@@ -221,3 +221,41 @@ def test_balance_never_negative_even_by_rounding():
         venv.step(np.full(n, envs.HOLD_ACTION))
         lowest = min(lowest, float(venv.last_info["balance"].min()))
     assert lowest >= 0.0, lowest
+
+
+def test_hidden_traits_recomputed_from_keys_are_those_the_dynamics_use():
+    # The traits are not stored: the per-account constants set at origination must agree with them.
+    config = load_config("douyin")
+    sim = envs.Simulator(config, 2000)
+    sim.seed_accounts(np.arange(2000), np.arange(2000) + 77)
+    sim.renew(np.arange(0, 2000, 3))  # second lives too
+    traits, s, d = sim.hidden_traits(), sim.state, config.default
+    np.testing.assert_allclose(s.miss_logit_base, d.risk_intercept + d.risk_slope * traits["risk"]
+                               - 0.5 * d.utilisation_effect, rtol=1e-6, atol=1e-5)  # stored as float32
+    np.testing.assert_allclose(s.log_need, np.log(traits["need"]), rtol=1e-6)
+    np.testing.assert_array_equal(s.target_balance, traits["target_utilisation"] * s.origination_line)
+    np.testing.assert_array_equal(s.line_response, config.behaviour.max_line_response * traits["constraint"])
+    assert np.all(traits["constraint"][~traits["revolver"]] == 0.0)  # transactors do not follow the line
+    idx = np.array([5, 1999, 3])
+    for name, values in sim.hidden_traits(idx).items():
+        np.testing.assert_array_equal(values, traits[name][idx], err_msg=name)
+
+
+def test_job_loss_rate_by_segment_multiplies_the_configured_factors():
+    config = load_config("wechat")
+    d = config.default
+    sim = envs.Simulator(config, 5000)
+    sim.seed_accounts(np.arange(5000), np.arange(5000))
+    s = sim.state
+    expected = (d.job_loss_rate * np.where(s.age_band == 0, d.job_loss_multiplier.get("young", 1.0), 1.0)
+                * np.where(s.thin_file, d.job_loss_multiplier.get("thin_file", 1.0), 1.0)
+                * np.where(s.city_tier == 2, d.job_loss_multiplier.get("lower_tier", 1.0), 1.0))
+    np.testing.assert_allclose(s.job_loss_rate, expected, rtol=1e-6)  # float32
+    assert len(np.unique(s.job_loss_rate)) > 2  # the segments do differ
+
+
+def test_draw_category_is_searchsorted_right():
+    u = np.random.default_rng(3).random(10_000)
+    for weights in ([0.2, 0.3, 0.5], [0.5, 0.5, 0.0, 0.0], [1.0], [0.0, 0.4, 0.0, 0.6]):
+        cdf = np.cumsum(weights) / np.sum(weights)
+        np.testing.assert_array_equal(draw_category(cdf, u), np.searchsorted(cdf, u, side="right"))
