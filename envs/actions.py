@@ -19,9 +19,14 @@ def discrete_to_multiplier(actions: np.ndarray) -> np.ndarray:
         if not np.all(idx == np.floor(idx)):  # also rejects NaN
             raise ValueError(f"discrete actions must be integers in [0, {len(LIMIT_MULTIPLIERS) - 1}]")
         idx = idx.astype(np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= len(LIMIT_MULTIPLIERS)):
+    # take() rejects indices past the end itself; only negative ones (which it would wrap) need a scan
+    if idx.size and idx.min() < 0:
         raise ValueError(f"discrete actions must be in [0, {len(LIMIT_MULTIPLIERS) - 1}], got {idx.min()}..{idx.max()}")
-    return _MULTIPLIERS.take(idx)
+    try:
+        return _MULTIPLIERS.take(idx)
+    except IndexError:
+        raise ValueError(f"discrete actions must be in [0, {len(LIMIT_MULTIPLIERS) - 1}], "
+                         f"got {idx.min()}..{idx.max()}") from None
 
 
 def continuous_to_multiplier(actions: np.ndarray) -> np.ndarray:

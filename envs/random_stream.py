@@ -58,8 +58,8 @@ def seed_to_key(seed: int) -> np.uint64:
 
 def account_keys(seeds: np.ndarray, episodes: np.ndarray) -> np.ndarray:
     """Key of each account's current life: a hash of its seed and how many lives it has had."""
-    with np.errstate(over="ignore"):
-        return _mix64_(_mix64_(seeds.astype(np.uint64) * _GOLDEN) + episodes.astype(np.uint64))
+    # (integer arrays wrap silently mod 2**64; only numpy scalars warn on overflow)
+    return _mix64_(_mix64_(seeds.astype(np.uint64) * _GOLDEN) + episodes.astype(np.uint64))
 
 
 def _mixed_words(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, words: int) -> np.ndarray:
