@@ -19,14 +19,17 @@ def discrete_to_multiplier(actions: np.ndarray) -> np.ndarray:
         if not np.all(idx == np.floor(idx)):  # also rejects NaN
             raise ValueError(f"discrete actions must be integers in [0, {len(LIMIT_MULTIPLIERS) - 1}]")
         idx = idx.astype(np.int64)
-    # take() rejects indices past the end itself; only negative ones (which it would wrap) need a scan
-    if idx.size and idx.min() < 0:
-        raise ValueError(f"discrete actions must be in [0, {len(LIMIT_MULTIPLIERS) - 1}], got {idx.min()}..{idx.max()}")
+    top = len(LIMIT_MULTIPLIERS) - 1
+    out_of_range = lambda: ValueError(  # noqa: E731
+        f"discrete actions must be in [0, {top}], got {idx.min()}..{idx.max()}")
+    # take() rejects indices past the end itself; only what it would wrap needs a scan: negative indices,
+    # and unsigned ones beyond the signed range
+    if idx.size and ((idx.dtype.kind == "i" and idx.min() < 0) or (idx.dtype.kind == "u" and idx.max() > top)):
+        raise out_of_range()
     try:
         return _MULTIPLIERS.take(idx)
     except IndexError:
-        raise ValueError(f"discrete actions must be in [0, {len(LIMIT_MULTIPLIERS) - 1}], "
-                         f"got {idx.min()}..{idx.max()}") from None
+        raise out_of_range() from None
 
 
 def continuous_to_multiplier(actions: np.ndarray) -> np.ndarray:

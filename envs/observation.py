@@ -64,7 +64,7 @@ def observe(state: PortfolioState, stress: bool, space: spaces.Box, idx: np.ndar
 
     Column j is account j's observation, inside ``space``; ``.T`` gives the ``(accounts, 17)`` batch.
     Feature-major because filling contiguous rows is several times faster than filling strided columns
-    at 100k accounts, and gathering or scattering the columns of replaced accounts is too.
+    at 100k accounts.
     """
     s = state
     take = (lambda a: a) if idx is None else (lambda a: a[..., idx])  # noqa: E731

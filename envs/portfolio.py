@@ -8,7 +8,6 @@ by a newly acquired one, with ``terminal_observation`` and ``TimeLimit.truncated
 
 from __future__ import annotations
 
-from types import MappingProxyType
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -22,7 +21,35 @@ from envs.credit_line_env import month_info
 from envs.observation import observation_space, observe
 from envs.simulator import Simulator
 
-_NO_INFO = MappingProxyType({})  # the info of an account that did not end this step
+
+
+class _NoInfo(dict):
+    """The info of an account that did not end this step: empty, shared by all such accounts, read-only.
+
+    Shared so that a step does not build a dict per account; read-only so that a write meant for one
+    account cannot silently reach all of them (per-account values belong in ``venv.last_info``). Copies
+    and pickles are ordinary empty dicts.
+    """
+
+    __slots__ = ()
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("this account did not end this step: its info is a shared read-only empty dict; "
+                        "per-account values are in venv.last_info")
+
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only
+
+    def __reduce__(self):
+        return dict, ()
+
+    def __copy__(self) -> dict:
+        return {}
+
+    def __deepcopy__(self, memo: dict) -> dict:
+        return {}
+
+
+_NO_INFO = _NoInfo()
 
 
 class PortfolioVecEnv(VecEnv):
@@ -32,8 +59,7 @@ class PortfolioVecEnv(VecEnv):
     single env's info (``reward_components`` a dict of such arrays), describing the month just simulated
     (before any replacement). The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
     carry only what SB3 needs: a dict with ``terminal_observation`` and ``TimeLimit.truncated`` for each
-    account that ended, and for the others one shared read-only empty mapping (``.get``, ``in`` and
-    ``.copy()`` work as on a dict).
+    account that ended, and for the others one shared read-only empty dict (writing into it raises).
     """
 
     def __init__(self, config: Config, num_accounts: int, continuous: bool = False):
@@ -46,8 +72,7 @@ class PortfolioVecEnv(VecEnv):
         super().__init__(num_accounts, observation_space(config), action_space)
         self._all = np.arange(num_accounts)
         self._actions: np.ndarray | None = None
-        # The info of an account that did not end this step: one shared read-only empty mapping (a copy of
-        # this list costs one pointer per account; writing into it raises instead of leaking across accounts).
+        # Accounts that did not end share one read-only empty info (a copy of this list is one pointer each).
         self._blank_infos: list[Any] = [_NO_INFO] * num_accounts
         self._started = False
         self.last_info: dict[str, Any] = {}
@@ -123,7 +148,7 @@ class StepInfos(Sequence):
     """One step's per-account infos as SB3 reads them (``infos[i]``, iteration, slices), built on first read.
 
     An account that ended has ``{"terminal_observation": ..., "TimeLimit.truncated": ...}``; every other
-    account shares one read-only empty mapping. Building a dict per ended account is a Python loop, so it
+    account shares one read-only empty dict. Building a dict per ended account is a Python loop, so it
     waits until someone reads the infos: SB3's algorithms do, code that reads ``last_info`` need not.
     The dicts, once built, are kept: wrappers that edit them in place (``VecNormalize``) see their edits.
     """
@@ -153,6 +178,9 @@ class StepInfos(Sequence):
 
     def __repr__(self) -> str:
         return f"StepInfos({len(self)} accounts, {len(self._ended)} ended)"
+
+    def __reduce__(self):  # pickles and deep-copies as the plain list it stands for
+        return list, (self._built(),)
 
 
 def make_portfolio(preset: str | Config = "wechat", num_accounts: int = 1000, seed: int | None = None,

@@ -1,9 +1,11 @@
 """The portfolio's state: one numpy array per account attribute, batch-first.
 
-Hidden traits (what the lender never sees) and the book (what it does) live side by side here; only
-``envs.observation`` decides what an agent is shown. Money is float64; the inputs of the monthly hazards
-(logits, rates, the score and payment history) are float32, which halves the memory the hot path moves
-and is far finer than anything the model resolves.
+Hidden state (employment, a decision to close, per-account constants that encode the hidden traits) and
+the book (what the lender sees) live side by side here; only ``envs.observation`` decides what an agent
+is shown. The traits drawn at acquisition are not stored: ``envs.population.hidden_traits`` recomputes
+them from the keys. Money is float64; the inputs of the monthly hazards (logits, rates, the score and
+payment history) are float32, which halves the memory the hot path moves and is far finer than anything
+the model resolves (the provision's PD, from the float32 score, is good to about 1e-7 relative).
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ class PortfolioState:
     seed: np.ndarray  # uint64, the account's seed
     episode: np.ndarray  # int64, lives this slot has had since seeding
     key: np.ndarray  # uint64, hash of (seed, episode)
-    # hidden state (what the lender never sees); the traits drawn at acquisition (latent risk, income,
-    # need, revolver or transactor) are not stored: envs.population.hidden_traits recomputes them
+    # hidden state (what the lender never sees); the traits drawn at acquisition (HIDDEN_TRAITS: latent risk,
+    # income, need, revolver, target utilisation, constraint) are not stored: hidden_traits recomputes them
     adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
     unemployed: np.ndarray  # bool
     closing: np.ndarray  # bool, the borrower has decided to close: no new drawing, the balance runs off
@@ -67,7 +69,8 @@ class PortfolioState:
         return cls(
             seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
             adapted_line=floats(),
-            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(), miss_logit_base=hazard(), burden_per_cny=hazard(),
+            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(),
+            miss_logit_base=hazard(), burden_per_cny=hazard(),
             miss_per_cny=hazard(), target_balance=floats(), line_response=floats(),
             attrition_logit_base=hazard(), log_need=hazard(),
             need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),

@@ -98,7 +98,7 @@ def check_state(config: Config, s: PortfolioState) -> None:
     # Hidden traits, recomputed from the accounts' keys (they are not stored).
     traits = hidden_traits(s, SimParams.from_config(config))
     assert np.all((traits["target_utilisation"] >= 0.0) & (traits["target_utilisation"] <= 1.0))
-    assert np.all((traits["constraint"] >= 0.0) & (traits["constraint"] <= 1.0)), "credit-constrainedness outside [0, 1]"
+    assert np.all((traits["constraint"] >= 0.0) & (traits["constraint"] <= 1.0)), "constrainedness outside [0, 1]"
     assert np.all(traits["income"] > 0.0) and np.all(traits["need"] > 0.0)
     assert np.all(np.isfinite(traits["risk"]))
 

@@ -302,6 +302,44 @@ def test_invalid_discrete_action_raises(action):
         venv.step(np.array([3, action, 3]))
 
 
+@pytest.mark.parametrize("dtype, bad", [(np.uint64, 2**64 - 1), (np.uint64, 2**64 - 7), (np.uint8, 7),
+                                        (np.int8, -1), (np.int32, 7)])
+def test_invalid_discrete_action_of_any_integer_dtype_raises(dtype, bad):
+    # (take() would wrap these to valid indices if they were not checked)
+    venv = envs.make_portfolio("wechat", 3, seed=0)
+    venv.reset()
+    with pytest.raises(ValueError, match="discrete actions"):
+        venv.step(np.array([3, bad, 3], dtype=dtype))
+    obs, _, _, _ = venv.step(np.array([3, 3, 6], dtype=dtype))  # valid ones of the same dtype work
+    assert obs.shape == (3, 17)
+
+
+def test_portfolio_infos_are_safe_to_copy_pickle_and_not_to_write_into():
+    import copy
+    import pickle
+
+    venv = envs.make_portfolio("wechat", 50, seed=0, **{"env.horizon": 2})
+    venv.reset()
+    venv.step(np.full(50, envs.HOLD_ACTION))
+    _, _, dones, infos = venv.step(np.full(50, envs.HOLD_ACTION))
+    assert dones.all()  # the horizon: every account ended and has its own dict
+    ended = infos[0]
+    assert ended["TimeLimit.truncated"] is True and ended["terminal_observation"].shape == (17,)
+    ended["extra"] = 1.0  # an ended account's dict is its own; wrappers (VecNormalize) edit them
+    assert "extra" in infos[0] and "extra" not in infos[1]
+    _, _, dones, infos = venv.step(np.full(50, envs.HOLD_ACTION))
+    assert not dones.any()
+    blank = infos[7]
+    assert isinstance(blank, dict) and blank == {} and blank.get("terminal_observation") is None
+    with pytest.raises(TypeError, match="last_info"):
+        blank["cost"] = 1.0  # would otherwise reach every account that shares it
+    assert infos[8] == {}
+    for clone in (copy.copy(blank), copy.deepcopy(blank), pickle.loads(pickle.dumps(blank))):
+        clone["cost"] = 1.0  # copies are ordinary dicts
+    assert pickle.loads(pickle.dumps(infos)) == list(infos)
+    assert len(copy.deepcopy(venv).step(np.full(50, envs.HOLD_ACTION))[0]) == 50  # the VecEnv deep-copies
+
+
 def test_portfolio_rejects_wrong_number_of_actions():
     venv = envs.make_portfolio("wechat", 3, seed=0)
     venv.reset()

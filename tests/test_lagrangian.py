@@ -42,6 +42,17 @@ def test_one_update_follows_the_pid_formula():
     assert pid.update(2 * CAP) == pytest.approx(0.1 * 1 + (0.031 + 0.01 * 1))
 
 
+def test_target_share_makes_the_controller_aim_below_the_cap():
+    # At 90% of the cap the error is (0.9 cap - 0.8 cap) / (0.8 cap) = +0.125 when aiming at 80% of it.
+    aiming_low = make_controller("pid", ConstraintConfig(kp=1.0, ki=0.0, kd=0.0, lambda_init=0.0, target_share=0.8),
+                                 CAP)
+    assert aiming_low.update(0.9 * CAP) == pytest.approx(0.125)
+    at_cap = make_controller("pid", ConstraintConfig(kp=1.0, ki=0.0, kd=0.0, lambda_init=0.0), CAP)
+    assert at_cap.update(0.9 * CAP) == 0.0  # below the cap itself: no penalty
+    with pytest.raises(ValueError):
+        ConstraintConfig(target_share=1.2)  # aiming above the cap is not a cap
+
+
 def test_absolute_error_uses_the_rate_gap_itself():
     pid = PIDLagrangian(CAP, kp=1.0, ki=0.0, kd=0.0, lambda_init=0.0, relative_error=False)
     assert pid.update(CAP + 0.01) == pytest.approx(0.01)

@@ -171,3 +171,23 @@ def test_agent_overrides_apply_to_all_or_one_algorithm(compare):
                                          "dqn.hyperparameters.tau=0.5"], ["ppo", "a2c"])
     assert per_algo == {"ppo": {"hyperparameters.gamma": 0.97, "hyperparameters.batch_size": 512},
                         "a2c": {"hyperparameters.gamma": 0.97}}
+
+
+def test_benchmark_prints_and_writes_its_table(tmp_path):
+    # A tiny run: the figures themselves are machine-dependent; the table, its rows and the file are not.
+    out = tmp_path / "bench.md"
+    done = run_script("benchmark.py", "--accounts", "300", "--steps", "3", "--single-envs", "2",
+                      "--memory-accounts", "1000", "--repeats", "2", "--write", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    for row in ("make_portfolio, random actions", "make_portfolio, holding", "monthly step alone",
+                "DummyVecEnv", "speed-up", "peak memory, 1,000 accounts"):
+        assert row in done.stdout, done.stdout
+    written = out.read_text()
+    assert "best of 2 runs per figure" in written and "speed-up" in written
+
+
+def test_benchmark_rejects_bad_sizes(tmp_path):
+    done = run_script("benchmark.py", "--repeats", "0", cwd=tmp_path)
+    assert_clean_error(done, "--repeats")
+    done = run_script("benchmark.py", "--preset", "nope", cwd=tmp_path)
+    assert_clean_error(done, "nope")
