@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
                       for _ in range(args.repeats))
     hold_wall, hold_cpu = best(batched(args.preset, args.accounts, args.steps, hold=True)
                                for _ in range(args.repeats))
+    _, hold_sb3_cpu = best(batched(args.preset, args.accounts, args.steps, hold=True, read_infos=True)
+                           for _ in range(args.repeats))
     core_cpu = max(core_only(args.preset, args.accounts, args.steps) for _ in range(args.repeats))
     print(f"timing DummyVecEnv of {args.single_envs} CreditLine-v0 envs over {args.steps} months ...", flush=True)
     slow_wall, slow_cpu = best(per_account(args.preset, args.single_envs, args.steps) for _ in range(args.repeats))
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         ("make_portfolio, random actions, account-months/s (CPU)", f"{fast_cpu / 1e6:.2f} M"),
         ("make_portfolio, random actions, infos read as by SB3 (CPU)", f"{sb3_cpu / 1e6:.2f} M"),
         ("make_portfolio, holding, account-months/s (CPU)", f"{hold_cpu / 1e6:.2f} M"),
+        ("make_portfolio, holding, infos read as by SB3 (CPU)", f"{hold_sb3_cpu / 1e6:.2f} M"),
         ("monthly step alone (Simulator), holding (CPU)", f"{core_cpu / 1e6:.2f} M"),
         ("DummyVecEnv, account-months/s (wall)", f"{slow_wall / 1e3:.1f} k"),
         ("DummyVecEnv, account-months/s (CPU)", f"{slow_cpu / 1e3:.1f} k"),
