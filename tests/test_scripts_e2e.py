@@ -179,8 +179,8 @@ def test_benchmark_prints_and_writes_its_table(tmp_path):
     done = run_script("benchmark.py", "--accounts", "300", "--steps", "3", "--single-envs", "2",
                       "--memory-accounts", "1000", "--repeats", "2", "--write", str(out), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    for row in ("make_portfolio, random actions", "infos read as by SB3", "make_portfolio, holding", "monthly step alone",
-                "DummyVecEnv", "speed-up", "peak memory, 1,000 accounts"):
+    for row in ("make_portfolio, random actions", "infos read as by SB3", "make_portfolio, holding",
+                "monthly step alone", "DummyVecEnv", "speed-up", "peak memory, 1,000 accounts"):
         assert row in done.stdout, done.stdout
     written = out.read_text()
     assert "best of 2 runs per figure" in written and "speed-up" in written
