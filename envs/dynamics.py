@@ -17,7 +17,7 @@ from envs.accounting import expected_loss
 from envs.config import CHARGE_OFF_MONTHS
 from envs.params import SimParams
 from envs.population import SCORE_RANGE
-from envs.random_stream import monthly_uniforms
+from envs.random_stream import MONTHLY_STRIDE, monthly_uniforms_at
 from envs.state import PortfolioState
 
 _MISSED_PAYMENT_MEMORY = 0.9  # monthly decay of the missed-payment count (assumption: ~10-month memory)
@@ -70,8 +70,12 @@ def _round_to_hundreds_(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stress: bool) -> MonthResult:
+def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stress: bool,
+         new_accounts: np.ndarray | None = None) -> MonthResult:
     """Advance every account one month in place; ``line_multiplier`` scales each line before the month.
+
+    ``new_accounts``, if the caller knows them, are the indices of the accounts in their first month
+    (``months_on_book == 0``), which spares a scan.
 
     Speed: arithmetic runs on whole arrays as if every account were current and paying; the few accounts
     that are delinquent, miss, close or are charged off are then corrected on index subsets. Per-account
@@ -82,8 +86,9 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     prod, beh, dflt, acc = cfg.product, cfg.behaviour, cfg.default, cfg.accounting
     s = state
     n = len(s)
-    u = monthly_uniforms(s.key, s.months_on_book, 4)
-    first = np.flatnonzero(s.months_on_book == 0)  # accounts in their first month
+    u = monthly_uniforms_at(s.stream)  # the account's draws for its months_on_book-th month
+    s.stream += MONTHLY_STRIDE
+    first = np.flatnonzero(s.months_on_book == 0) if new_accounts is None else new_accounts  # first month
 
     # 1. The lender's decision: a new line, in whole hundreds, inside the product's floor and maximum.
     old_line = s.line

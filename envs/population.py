@@ -7,7 +7,7 @@ from typing import NamedTuple
 import numpy as np
 
 from envs.params import SimParams, draw_category
-from envs.random_stream import account_keys, origination_uniforms, standard_normals
+from envs.random_stream import account_keys, monthly_position, origination_uniforms, standard_normals
 from envs.state import PortfolioState
 
 NEVER_CUT = 10_000  # months_since_cut of an account whose line was never cut
@@ -96,6 +96,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     monthly_rate = apr / 12
 
     state.key[idx] = key
+    state.stream[idx] = monthly_position(key, 0)
     state.unemployed[idx] = False  # approved applicants are in work
     state.closing[idx] = False
     segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin  # flat [age, city, thin]

@@ -98,25 +98,53 @@ def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, cou
     return out[:count]
 
 
-def monthly_uniforms(keys: np.ndarray, month: np.ndarray, count: int) -> np.ndarray:
-    """``count`` float32 uniforms in [0, 1) per account for its month, shape ``(count, len(keys))``.
+MONTHLY_DRAWS = 4  # uniforms per account-month (envs.dynamics)
+_MONTHLY_WORDS = (MONTHLY_DRAWS + 1) // 2
+MONTHLY_STRIDE = _times_golden(_MONTHLY_WORDS * _STREAMS)  # a month further along an account's stream
+
+
+def monthly_position(keys: np.ndarray, month: np.ndarray | int) -> np.ndarray:
+    """Where each account's monthly draws of ``month`` start in its stream (uint64): word 0's SplitMix64
+    state, ``key + (month x words x 4 + stream) x golden``. The simulator keeps it per account and adds
+    MONTHLY_STRIDE each month, which spares the multiply (and the int-to-uint64 cast) on the hot path."""
+    x = np.empty(len(keys), dtype=np.uint64)
+    np.multiply(month, MONTHLY_STRIDE, out=x, dtype=np.uint64, casting="unsafe")
+    x += keys
+    x += _times_golden(int(_STREAM_MONTHLY))
+    return x
+
+
+def monthly_uniforms(keys: np.ndarray, month: np.ndarray | int, count: int = MONTHLY_DRAWS) -> np.ndarray:
+    """The first ``count`` (at most MONTHLY_DRAWS) monthly draws of each account for ``month``."""
+    if not 1 <= count <= MONTHLY_DRAWS:
+        raise ValueError(f"count must be in [1, {MONTHLY_DRAWS}], got {count}")
+    return monthly_uniforms_at(monthly_position(keys, month))[:count]
+
+
+def monthly_uniforms_at(position: np.ndarray) -> np.ndarray:
+    """MONTHLY_DRAWS float32 uniforms in [0, 1) per account, shape ``(MONTHLY_DRAWS, accounts)``, from
+    each account's stream position (:func:`monthly_position`).
 
     The monthly draws are only compared with probabilities (or scaled to noise), so float32 is enough:
     each is the top 23 bits of a 32-bit half as a float32 mantissa, a multiple of 2**-23 (an event of
     probability p happens with probability p to within 1.2e-7). Half the memory traffic of float64 at
     100k accounts. The halves are assigned to draws as in :func:`uniforms`.
     """
-    words = (count + 1) // 2
-    x = _mixed_words(keys, month, _STREAM_MONTHLY, words)
+    words, n = _MONTHLY_WORDS, len(position)
+    x = np.empty((words, n), dtype=np.uint64)
+    x[0] = position
+    for j in range(1, words):
+        np.add(position, _times_golden(j * _STREAMS), out=x[j])
+    _mix64_(x)
     halves = x.view(np.uint32)  # (words, 2 x accounts): each word's two halves side by side
     halves >>= 9
     halves |= 0x3F800000  # exponent of 1.0f: a float32 in [1, 2)
-    floats = halves.view(np.float32).reshape(words, len(keys), 2)
+    floats = halves.view(np.float32).reshape(words, n, 2)
     high, low = (1, 0) if sys.byteorder == "little" else (0, 1)
-    out = np.empty((2 * words, len(keys)), dtype=np.float32)
+    out = np.empty((2 * words, n), dtype=np.float32)
     np.subtract(floats[:, :, high], 1.0, out=out[:words])
     np.subtract(floats[:, :, low], 1.0, out=out[words:])
-    return out[:count]
+    return out[:MONTHLY_DRAWS]
 
 
 def origination_uniforms(keys: np.ndarray, count: int) -> np.ndarray:

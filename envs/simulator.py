@@ -33,6 +33,7 @@ class Simulator:
         self.state = PortfolioState.empty(num_accounts)
         self.calendar_month = 0
         self.stress = False
+        self._originated: list[np.ndarray] = []  # indices originated since the last step (first month next)
 
     @property
     def num_accounts(self) -> int:
@@ -43,11 +44,13 @@ class Simulator:
         self.state.seed[idx] = np.asarray(seeds, dtype=np.uint64)
         self.state.episode[idx] = 0
         originate(self.state, idx, self.params)
+        self._originated.append(_indices(idx))
 
     def renew(self, idx: np.ndarray) -> None:
         """Replace the accounts at ``idx`` by their next life (a newly acquired account)."""
         self.state.episode[idx] += 1
         originate(self.state, idx, self.params)
+        self._originated.append(_indices(idx))
 
     def hidden_traits(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Latent risk, income, need, revolver, target utilisation and constraint of the accounts at ``idx``."""
@@ -59,10 +62,20 @@ class Simulator:
         self.stress = self._regime(0, False)
 
     def step(self, line_multiplier: np.ndarray) -> MonthResult:
-        result = step(self.state, line_multiplier, self.params, self.stress)
+        result = step(self.state, line_multiplier, self.params, self.stress, self.new_accounts())
+        self._originated = []
         self.calendar_month += 1
         self.stress = self._regime(self.calendar_month, self.stress)
         return result
+
+    def new_accounts(self) -> np.ndarray:
+        """Indices of the accounts originated since the last step (those in their first month; an account
+        renewed twice appears twice, which the monthly step's index assignments do not mind)."""
+        if len(self._originated) == 1:
+            return self._originated[0]
+        if not self._originated:
+            return np.zeros(0, dtype=np.intp)
+        return np.concatenate(self._originated)
 
     def _regime(self, month: int, previous: bool) -> bool:
         """The macro regime of a calendar month: a two-state Markov chain keyed on ``macro.seed``."""
@@ -74,3 +87,9 @@ class Simulator:
             return False
         u = macro_uniform(mac.seed, month)
         return u >= mac.exit_stress if previous else u < mac.enter_stress
+
+
+def _indices(idx: np.ndarray) -> np.ndarray:
+    """``idx`` (indices, or a boolean mask over the accounts) as an array of indices of its own."""
+    idx = np.atleast_1d(np.asarray(idx))
+    return np.flatnonzero(idx) if idx.dtype == bool else idx.copy()

@@ -23,6 +23,7 @@ class PortfolioState:
     seed: np.ndarray  # uint64, the account's seed
     episode: np.ndarray  # int64, lives this slot has had since seeding
     key: np.ndarray  # uint64, hash of (seed, episode)
+    stream: np.ndarray  # uint64, where this month's draws start in the account's stream (random_stream)
     # hidden state (what the lender never sees); the traits drawn at acquisition (HIDDEN_TRAITS: latent risk,
     # income, need, revolver, target utilisation, constraint) are not stored: hidden_traits recomputes them
     adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
@@ -68,6 +69,7 @@ class PortfolioState:
         hazard = lambda: np.zeros(n, np.float32)  # noqa: E731
         return cls(
             seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
+            stream=np.zeros(n, np.uint64),
             adapted_line=floats(),
             unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(),
             miss_logit_base=hazard(), burden_per_cny=hazard(),

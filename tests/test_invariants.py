@@ -259,3 +259,23 @@ def test_draw_category_is_searchsorted_right():
     for weights in ([0.2, 0.3, 0.5], [0.5, 0.5, 0.0, 0.0], [1.0], [0.0, 0.4, 0.0, 0.6]):
         cdf = np.cumsum(weights) / np.sum(weights)
         np.testing.assert_array_equal(draw_category(cdf, u), np.searchsorted(cdf, u, side="right"))
+
+
+def test_kept_stream_positions_and_new_accounts_match_what_they_shortcut():
+    # The simulator carries each account's stream position and the accounts it has just originated instead
+    # of recomputing them from months on book each month; both must agree with the recomputation.
+    from envs.random_stream import monthly_position
+
+    sim = envs.Simulator(load_config("jd"), 3000)
+    sim.seed_accounts(np.arange(3000), np.arange(3000) + 5)
+    sim.restart_calendar()
+    rng = np.random.default_rng(0)
+    for month in range(40):
+        s = sim.state
+        np.testing.assert_array_equal(s.stream, monthly_position(s.key, s.months_on_book))
+        np.testing.assert_array_equal(np.unique(sim.new_accounts()), np.flatnonzero(s.months_on_book == 0))
+        result = sim.step(rng.choice(envs.LIMIT_MULTIPLIERS, size=3000))
+        sim.renew(np.flatnonzero(result.terminated | result.truncated))
+        if month == 20:
+            sim.renew(np.arange(0, 3000, 7))  # a second renewal before the next step
+    assert sim.new_accounts().size > 0
