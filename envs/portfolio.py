@@ -58,7 +58,7 @@ class PortfolioVecEnv(VecEnv):
 
     After each step, ``last_info`` is a dict of arrays of shape ``(num_accounts,)`` with the keys of the
     single env's info (``reward_components`` a dict of such arrays), describing the month just simulated
-    (before any replacement). The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
+    (before any replacement); ``reward_components["operating_cost"]`` is a read-only row of one value. The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
     carry only what SB3 needs: a dict with ``terminal_observation`` and ``TimeLimit.truncated`` for each
     account that ended, and for the others one shared read-only empty dict (writing into it raises).
     """
