@@ -3,7 +3,7 @@
 ``train`` builds ``make_portfolio`` (one account per parallel env) -> ``VecMonitor`` -> the cost penalty of
 :mod:`agents.lagrangian` -> ``VecNormalize`` (observations mix CNY lines with 0/1 flags; rewards are tens
 of CNY), and trains PPO (default), A2C or DQN on ``CreditLine-v0`` actions, or SAC on the continuous
-variant. Hyperparameters live in ``configs/agents/<algo>.yaml`` (schema: :class:`AgentConfig`). Files, in
+variant. Hyperparameters live in ``configs/agents/<algo>.yaml`` (schema: :mod:`agents.agent_config`). Files, in
 ``<run_dir>/agents/<algo>/``:
 
     model.zip, vecnormalize.pkl, constraint.json   the final agent (observation statistics and lambda too)
@@ -21,12 +21,11 @@ import io
 import json
 import pickle
 from pathlib import Path
-from typing import Any, Literal, Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 import numpy as np
 import torch
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from stable_baselines3 import A2C, DQN, PPO, SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
@@ -35,208 +34,17 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 from tqdm.auto import tqdm
 
 import envs
+from agents.agent_config import (ALGORITHM_NAMES, CONTINUOUS, AgentConfig, check_algo, deep_merge,
+                                 load_agent_config, validate_agent_config)
 from agents.evaluation import portfolio_seed
-from agents.lagrangian import (CONSTRAINTS, ConstraintConfig, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder,
+from agents.lagrangian import (CONSTRAINTS, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder,
                                make_controller)
 from agents.results import atomic_write, write_json, write_yaml
-from envs.config import CONFIG_DIR, Config, ConfigError, available_presets, read_yaml, resolve_config
+from envs.config import Config, resolve_config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC}
-CONTINUOUS = {"sac"}  # algorithms that act on CreditLineContinuous-v0's Box(-1, 1, (1,))
-AGENT_CONFIG_DIR = CONFIG_DIR / "agents"
+assert tuple(ALGORITHMS) == ALGORITHM_NAMES
 DEFAULT_TRAINING_SEED = 1000
-
-
-# -- configuration ------------------------------------------------------------------------------------
-class _Section(BaseModel):
-    # Lax types (numbers from --agent-set arrive as YAML, "1e-4" as a string), but no unknown keys.
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TrainingSettings(_Section):
-    num_accounts: int = Field(ge=1)  # parallel envs: accounts in the training portfolio
-    total_timesteps: int = Field(ge=1)  # [account-months] default budget
-    normalize_obs: bool = True
-    normalize_reward: bool = True
-    clip_obs: float = Field(10.0, gt=0)  # [sd]
-    checkpoint_every: int = Field(ge=1)  # [timesteps]
-    keep_checkpoints: int = Field(2, ge=1)
-    torch_threads: int = Field(1, ge=1)  # 1: on 2 cores a second thread mostly waits (see the README)
-    horizon_is_terminal: bool = True  # see agents.lagrangian.CostPenaltyVecEnv
-    objective: Literal["reward", "revenue"] = "revenue"  # idem: env reward or per-user revenue
-
-
-class PolicySettings(_Section):
-    net_arch: list[int] = Field(min_length=1)
-    activation: Literal["tanh", "relu"] = "tanh"
-    # Start from the bank's status quo: this logit is added to "hold" in the initial policy (PPO and A2C),
-    # so early exploration perturbs a sensible book instead of cutting lines at random (a random policy
-    # churns a third of the book a year through cut-driven closures).
-    hold_bias: float = Field(0.0, ge=0.0)
-
-
-class PPOHyper(_Section):
-    learning_rate: float = Field(gt=0)
-    n_steps: int = Field(ge=1)  # [months] per account per rollout
-    batch_size: int = Field(ge=2)
-    n_epochs: int = Field(ge=1)
-    gamma: float = Field(gt=0, le=1)  # per month
-    gae_lambda: float = Field(ge=0, le=1)
-    clip_range: float = Field(gt=0)
-    ent_coef: float = Field(ge=0)
-    vf_coef: float = Field(ge=0)
-    max_grad_norm: float = Field(gt=0)
-    target_kl: float | None = None
-
-
-class A2CHyper(_Section):
-    learning_rate: float = Field(gt=0)
-    n_steps: int = Field(ge=1)
-    gamma: float = Field(gt=0, le=1)
-    gae_lambda: float = Field(ge=0, le=1)
-    ent_coef: float = Field(ge=0)
-    vf_coef: float = Field(ge=0)
-    max_grad_norm: float = Field(gt=0)
-    normalize_advantage: bool = False
-
-
-class DQNHyper(_Section):
-    learning_rate: float = Field(gt=0)
-    buffer_size: int = Field(ge=1)  # [transitions]
-    learning_starts: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    tau: float = Field(gt=0, le=1)
-    gamma: float = Field(gt=0, le=1)
-    train_freq: int = Field(ge=1)  # [vec steps], each n accounts
-    gradient_steps: int = Field(ge=1)
-    target_update_interval: int = Field(ge=1)
-    exploration_fraction: float = Field(gt=0, le=1)
-    exploration_initial_eps: float = Field(ge=0, le=1)
-    exploration_final_eps: float = Field(ge=0, le=1)
-    max_grad_norm: float = Field(gt=0)
-
-
-class SACHyper(_Section):
-    learning_rate: float = Field(gt=0)
-    buffer_size: int = Field(ge=1)
-    learning_starts: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    tau: float = Field(gt=0, le=1)
-    gamma: float = Field(gt=0, le=1)
-    train_freq: int = Field(ge=1)
-    gradient_steps: int = Field(ge=1)
-    ent_coef: str | float = "auto"
-
-
-class AgentConfig(_Section):
-    """One ``configs/agents/<algo>.yaml`` after its preset section is merged in."""
-
-    algo: Literal["ppo", "a2c", "dqn", "sac"]
-    training: TrainingSettings
-    policy: PolicySettings
-    hyperparameters: PPOHyper | A2CHyper | DQNHyper | SACHyper
-    constraint: ConstraintConfig = ConstraintConfig()
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
-
-
-_HYPER = {"ppo": PPOHyper, "a2c": A2CHyper, "dqn": DQNHyper, "sac": SACHyper}
-_SECTIONS = ("training", "policy", "hyperparameters", "constraint")
-
-
-def _check_algo(algo: str) -> str:
-    if algo not in ALGORITHMS:
-        raise ConfigError(f"unknown algorithm '{algo}'; choose one of {', '.join(ALGORITHMS)}")
-    return algo
-
-
-def _merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, Mapping) and isinstance(
-            merged.get(key), dict) else value
-    return merged
-
-
-def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
-    """Dotted ``section.field``, or a bare field name found in exactly one section."""
-    parts = key.split(".")
-    if len(parts) == 1:
-        owners = [s for s in _SECTIONS if key in _field_names(data["algo"], s)]
-        if len(owners) != 1:
-            raise ConfigError(f"unknown agent config key '{key}'; use section.field with a section in "
-                              f"{list(_SECTIONS)}, e.g. hyperparameters.learning_rate")
-        parts = [owners[0], key]
-    section, *rest = parts
-    if section not in _SECTIONS or len(rest) != 1 or rest[0] not in _field_names(data["algo"], section):
-        allowed = sorted(_field_names(data["algo"], section)) if section in _SECTIONS else list(_SECTIONS)
-        raise ConfigError(f"unknown agent config key '{key}' for {data['algo']}; allowed in "
-                          f"{section if section in _SECTIONS else 'the top level'}: {allowed}")
-    data.setdefault(section, {})[rest[0]] = value
-
-
-def _field_names(algo: str, section: str) -> set[str]:
-    model = {"training": TrainingSettings, "policy": PolicySettings, "constraint": ConstraintConfig,
-             "hyperparameters": _HYPER[algo]}[section]
-    return set(model.model_fields)
-
-
-def _validate(data: Mapping[str, Any], source: str) -> AgentConfig:
-    algo = _check_algo(data.get("algo"))
-    errors: list[str] = []
-    try:
-        hyper = _HYPER[algo].model_validate(data.get("hyperparameters", {}))
-    except ValidationError as exc:
-        errors += _describe(exc, "hyperparameters.")
-        hyper = None
-    try:
-        config = AgentConfig.model_validate({**data, "hyperparameters": hyper or _HYPER[algo].model_construct()})
-    except ValidationError as exc:
-        errors += _describe(exc, "")
-    if errors:
-        raise ConfigError("\n".join([f"invalid agent config ({source}):", *errors]))
-    return config
-
-
-def _describe(exc: ValidationError, prefix: str) -> list[str]:
-    lines = []
-    for err in exc.errors():
-        key = prefix + ".".join(str(p) for p in err["loc"])
-        shown = "missing" if err["type"] == "missing" else repr(err.get("input"))
-        lines.append(f"  {key} = {shown}: {err['msg']}")
-    return lines
-
-
-def load_agent_config(algo: str, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
-                      path: str | Path | None = None) -> AgentConfig:
-    """Read ``configs/agents/<algo>.yaml``, merge its ``presets.<preset>`` section, apply overrides, validate.
-
-    Args:
-        algo: ppo, a2c, dqn or sac.
-        preset: the env preset's name (``config.name``); its section, if the file has one, is merged in.
-        overrides: ``{"hyperparameters.learning_rate": 1e-4, "n_steps": 64, ...}``: dotted keys, or a bare
-            field name that exists in one section only.
-        path: another YAML file instead of ``configs/agents/<algo>.yaml``.
-    """
-    _check_algo(algo)
-    path = Path(path) if path is not None else AGENT_CONFIG_DIR / f"{algo}.yaml"
-    data = read_yaml(path)
-    if data.get("algo") != algo:
-        raise ConfigError(f"{path} is for algo '{data.get('algo')}', expected '{algo}'")
-    presets = data.pop("presets", None) or {}
-    unknown = sorted(set(presets) - set(available_presets()))
-    if unknown:
-        raise ConfigError(f"{path}: presets section names unknown presets {unknown}; "
-                          f"available: {available_presets()}")
-    for name, section in presets.items():  # validate every preset's section, not only the one used
-        _validate(_merge(data, section or {}), f"{path.name}, preset '{name}'")
-    if preset in presets:
-        data = _merge(data, presets[preset] or {})
-    for key, value in (overrides or {}).items():
-        _set_key(data, key, value)
-    return _validate(data, f"{path.name}" + (f", preset '{preset}'" if preset in presets else "")
-                     + (" with overrides" if overrides else ""))
 
 
 # -- files --------------------------------------------------------------------------------------------
@@ -431,7 +239,7 @@ def train(algo: str, config: Config | str, run_dir: str | Path, total_timesteps:
         resume: continue from the newest checkpoint: its step count, observation statistics and lambda.
         progress: show a tqdm progress bar.
     """
-    _check_algo(algo)
+    check_algo(algo)
     if constraint not in CONSTRAINTS:
         raise ValueError(f"unknown constraint '{constraint}'; choose one of {', '.join(CONSTRAINTS)}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -445,15 +253,16 @@ def train(algo: str, config: Config | str, run_dir: str | Path, total_timesteps:
     if start is None:
         agent = load_agent_config(algo, config.name, agent_overrides)
     else:
-        agent = _validate(yaml.safe_load((paths.folder / "agent_config.yaml").read_text()), "saved agent config")
+        saved = yaml.safe_load((paths.folder / "agent_config.yaml").read_text())
+        agent = validate_agent_config(saved, "saved agent config")
         if num_accounts not in (None, agent.training.num_accounts):
             raise ValueError(f"cannot resume with num_accounts={num_accounts}: the run trains "
                              f"{agent.training.num_accounts} accounts")
     num_accounts = _positive("num_accounts", num_accounts, agent.training.num_accounts)
     total = _positive("total_timesteps", total_timesteps, agent.training.total_timesteps)
     # What is saved is what ran: the budget and portfolio size actually used.
-    agent = _validate(_merge(agent.to_dict(), {"training": {"num_accounts": num_accounts, "total_timesteps": total}}),
-                      "agent config")
+    used = {"training": {"num_accounts": num_accounts, "total_timesteps": total}}
+    agent = validate_agent_config(deep_merge(agent.to_dict(), used), "agent config")
     torch.set_num_threads(agent.training.torch_threads)
 
     holder = LambdaHolder()
@@ -525,7 +334,7 @@ def _resume_point(paths: AgentPaths, algo: str, constraint: str, seed: int,
 
 def load_agent(run_dir: str | Path, algo: str) -> TrainedAgent:
     """The agent ``train`` saved in ``run_dir/agents/<algo>/``, ready for ``predict`` on raw observations."""
-    _check_algo(algo)
+    check_algo(algo)
     paths = agent_paths(run_dir, algo)
     for path in (paths.model, paths.vecnormalize):
         if not path.is_file():

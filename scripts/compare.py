@@ -109,7 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         agents = {algo: load_agent(args.load, algo) for algo in args.algos}
     agent_overrides = _agent_overrides(args.agent_overrides, train_algos)
     if train_algos:
-        from agents.training import load_agent, load_agent_config, train  # torch and SB3: only for agents
+        from agents.agent_config import load_agent_config
+        from agents.training import load_agent, train  # torch and SB3: only for agents
 
         if not args.resume:  # a resumed run keeps its saved agent config
             for algo in train_algos:

@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # Heavy imports (torch, SB3) only once the input is known to be good.
     from agents.results import RunFolder, collect_metadata, default_run_name
-    from agents.training import load_agent_config, train
+    from agents.agent_config import load_agent_config
+    from agents.training import train
 
     if not args.resume:
         load_agent_config(args.algo, config.name, agent_overrides)  # a bad --agent-set fails before any folder

@@ -18,8 +18,8 @@ import envs
 from agents.evaluation import portfolio_seed
 from agents.lagrangian import PIDLagrangian
 from agents.policies import RandomPolicy, StaticHold
-from agents.training import (ALGORITHMS, AGENT_CONFIG_DIR, latest_checkpoint, load_agent, load_agent_config,
-                             train)
+from agents.agent_config import AGENT_CONFIG_DIR, load_agent_config
+from agents.training import ALGORITHMS, latest_checkpoint, load_agent, train
 from envs.config import ConfigError, available_presets
 
 REPO = Path(__file__).resolve().parent.parent
