@@ -2,7 +2,7 @@
 
 Figures are built as ``matplotlib.figure.Figure`` objects on the Agg canvas, never through ``pyplot``:
 no display is needed, no global figure registry grows in a long run, and tests can inspect the
-returned figure before anything is saved (``agents.results.save_figure`` writes it atomically).
+returned figure before anything is saved (``agents.atomic_io.save_figure`` writes it atomically).
 
 - :func:`plot_monthly`: cumulative per-user revenue and M3+ rate by month, per policy.
 - :func:`plot_frontier`: risk-return frontier, per-user revenue against M3+ rate.

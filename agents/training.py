@@ -39,7 +39,7 @@ from agents.agent_config import (ALGORITHM_NAMES, CONTINUOUS, AgentConfig, check
 from agents.evaluation import portfolio_seed
 from agents.lagrangian import (CONSTRAINTS, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder,
                                make_controller)
-from agents.results import atomic_write, write_json, write_yaml
+from agents.atomic_io import atomic_write, write_json, write_yaml
 from envs.config import Config, resolve_config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC}

@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from agents import results
-from agents.results import RunFolder, atomic_write, collect_metadata, format_summary, git_state
+from agents import atomic_io
+from agents.results import RunFolder, collect_metadata, format_summary, git_state
 from envs.config import load_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,24 +35,24 @@ def test_failing_serialiser_leaves_old_file_intact(tmp_path):
         raise RuntimeError("serialiser broke")  # ... then the serialiser fails
 
     with pytest.raises(RuntimeError, match="serialiser broke"):
-        atomic_write(target, half_then_fail)
+        atomic_io.atomic_write(target, half_then_fail)
     assert target.read_text() == "old,content\n1,2\n"
     assert _no_temp_files(tmp_path)
 
 
 def test_failing_json_serialiser_midway_keeps_old_json(tmp_path):
     target = tmp_path / "seeds.json"
-    results.write_json(target, {"eval": [1, 2, 3]})
+    atomic_io.write_json(target, {"eval": [1, 2, 3]})
     # json.dump streams: "first" is written before it meets the object it cannot serialise.
     with pytest.raises(TypeError, match="cannot write"):
-        results.write_json(target, {"first": list(range(1000)), "bad": object()})
+        atomic_io.write_json(target, {"first": list(range(1000)), "bad": object()})
     assert json.loads(target.read_text()) == {"eval": [1, 2, 3]}
     assert _no_temp_files(tmp_path)
 
 
 def test_failing_dataframe_serialiser_keeps_old_csv(tmp_path, monkeypatch):
     target = tmp_path / "summary.csv"
-    results.write_csv(target, pd.DataFrame({"policy": ["hold"], "per_user_revenue": [1.5]}))
+    atomic_io.write_csv(target, pd.DataFrame({"policy": ["hold"], "per_user_revenue": [1.5]}))
     before = target.read_bytes()
 
     def broken_to_csv(self, handle, **kwargs):
@@ -61,7 +61,7 @@ def test_failing_dataframe_serialiser_keeps_old_csv(tmp_path, monkeypatch):
 
     monkeypatch.setattr(pd.DataFrame, "to_csv", broken_to_csv)
     with pytest.raises(OSError, match="disk full"):
-        results.write_csv(target, pd.DataFrame({"policy": ["new"], "per_user_revenue": [2.0]}))
+        atomic_io.write_csv(target, pd.DataFrame({"policy": ["new"], "per_user_revenue": [2.0]}))
     assert target.read_bytes() == before
     assert _no_temp_files(tmp_path)
 
@@ -80,9 +80,9 @@ def test_failing_figure_save_keeps_old_png_and_interrupt_cleans_up(tmp_path):
             raise self.exc
 
     with pytest.raises(ValueError):
-        results.save_figure(target, BrokenFigure(ValueError("bad figure")))
+        atomic_io.save_figure(target, BrokenFigure(ValueError("bad figure")))
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C mid-write: same guarantee
-        results.save_figure(target, BrokenFigure(KeyboardInterrupt()))
+        atomic_io.save_figure(target, BrokenFigure(KeyboardInterrupt()))
     assert target.read_bytes() == b"\x89PNG old"
     assert _no_temp_files(target.parent)
 
@@ -90,15 +90,15 @@ def test_failing_figure_save_keeps_old_png_and_interrupt_cleans_up(tmp_path):
 def test_failed_first_write_creates_no_file(tmp_path):
     target = tmp_path / "new.txt"
     with pytest.raises(RuntimeError):
-        atomic_write(target, lambda handle: (_ for _ in ()).throw(RuntimeError("x")))
+        atomic_io.atomic_write(target, lambda handle: (_ for _ in ()).throw(RuntimeError("x")))
     assert not target.exists()
     assert _no_temp_files(tmp_path)
 
 
 def test_successful_writes_replace_content_with_normal_permissions(tmp_path):
     target = tmp_path / "a.txt"
-    results.write_text(target, "one")
-    results.write_text(target, "two")
+    atomic_io.write_text(target, "one")
+    atomic_io.write_text(target, "two")
     assert target.read_text() == "two"
     umask = os.umask(0)
     os.umask(umask)
@@ -108,8 +108,8 @@ def test_successful_writes_replace_content_with_normal_permissions(tmp_path):
 
 def test_yaml_and_json_convert_numpy_and_tuples(tmp_path):
     data = {"x": np.float64(1.25), "n": np.int64(3), "pair": (0.3, 0.7), "arr": np.arange(2)}
-    results.write_yaml(tmp_path / "a.yaml", data)
-    results.write_json(tmp_path / "a.json", data)
+    atomic_io.write_yaml(tmp_path / "a.yaml", data)
+    atomic_io.write_json(tmp_path / "a.json", data)
     expected = {"x": 1.25, "n": 3, "pair": [0.3, 0.7], "arr": [0, 1]}
     assert yaml.safe_load((tmp_path / "a.yaml").read_text()) == expected
     assert json.loads((tmp_path / "a.json").read_text()) == expected
