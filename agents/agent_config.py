@@ -48,32 +48,28 @@ class PolicySettings(_Section):
     hold_bias: float = Field(0.0, ge=0.0)
 
 
-class PPOHyper(_Section):
+class _OnPolicyHyper(_Section):  # what PPO and A2C share
     learning_rate: float = Field(gt=0)
     n_steps: int = Field(ge=1)  # [months] per account per rollout
-    batch_size: int = Field(ge=2)
-    n_epochs: int = Field(ge=1)
     gamma: float = Field(gt=0, le=1)  # per month
     gae_lambda: float = Field(ge=0, le=1)
-    clip_range: float = Field(gt=0)
     ent_coef: float = Field(ge=0)
     vf_coef: float = Field(ge=0)
     max_grad_norm: float = Field(gt=0)
+
+
+class PPOHyper(_OnPolicyHyper):
+    batch_size: int = Field(ge=2)
+    n_epochs: int = Field(ge=1)
+    clip_range: float = Field(gt=0)
     target_kl: float | None = None
 
 
-class A2CHyper(_Section):
-    learning_rate: float = Field(gt=0)
-    n_steps: int = Field(ge=1)
-    gamma: float = Field(gt=0, le=1)
-    gae_lambda: float = Field(ge=0, le=1)
-    ent_coef: float = Field(ge=0)
-    vf_coef: float = Field(ge=0)
-    max_grad_norm: float = Field(gt=0)
+class A2CHyper(_OnPolicyHyper):
     normalize_advantage: bool = False
 
 
-class DQNHyper(_Section):
+class _OffPolicyHyper(_Section):  # what DQN and SAC share
     learning_rate: float = Field(gt=0)
     buffer_size: int = Field(ge=1)  # [transitions]
     learning_starts: int = Field(ge=0)
@@ -82,6 +78,9 @@ class DQNHyper(_Section):
     gamma: float = Field(gt=0, le=1)
     train_freq: int = Field(ge=1)  # [vec steps], each n accounts
     gradient_steps: int = Field(ge=1)
+
+
+class DQNHyper(_OffPolicyHyper):
     target_update_interval: int = Field(ge=1)
     exploration_fraction: float = Field(gt=0, le=1)
     exploration_initial_eps: float = Field(ge=0, le=1)
@@ -89,15 +88,7 @@ class DQNHyper(_Section):
     max_grad_norm: float = Field(gt=0)
 
 
-class SACHyper(_Section):
-    learning_rate: float = Field(gt=0)
-    buffer_size: int = Field(ge=1)
-    learning_starts: int = Field(ge=0)
-    batch_size: int = Field(ge=1)
-    tau: float = Field(gt=0, le=1)
-    gamma: float = Field(gt=0, le=1)
-    train_freq: int = Field(ge=1)
-    gradient_steps: int = Field(ge=1)
+class SACHyper(_OffPolicyHyper):
     ent_coef: str | float = "auto"
 
 
