@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test calibration benchmark clean
+.PHONY: setup demo test test-fast lint calibration benchmark clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,14 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -n 2
+
+test-fast: setup
+	$(PY) -m pytest -n 2 -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 calibration: setup
 	$(PY) scripts/calibration_table.py --write results/calibration.md

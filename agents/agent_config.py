@@ -8,8 +8,9 @@ No torch or Stable-Baselines3 here: reading a config is cheap (``agents.training
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -120,8 +121,11 @@ def deep_merge(base: dict[str, Any], update: Mapping[str, Any]) -> dict[str, Any
     """``base`` with ``update`` merged in, nested sections key by key (a new dict; inputs untouched)."""
     merged = dict(base)
     for key, value in update.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, Mapping) and isinstance(
-            merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value)
+            if isinstance(value, Mapping) and isinstance(merged.get(key), dict)
+            else value
+        )
     return merged
 
 
@@ -131,20 +135,28 @@ def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
     if len(parts) == 1:
         owners = [s for s in _SECTIONS if key in _field_names(data["algo"], s)]
         if len(owners) != 1:
-            raise ConfigError(f"unknown agent config key '{key}'; use section.field with a section in "
-                              f"{list(_SECTIONS)}, e.g. hyperparameters.learning_rate")
+            raise ConfigError(
+                f"unknown agent config key '{key}'; use section.field with a section in "
+                f"{list(_SECTIONS)}, e.g. hyperparameters.learning_rate"
+            )
         parts = [owners[0], key]
     section, *rest = parts
     if section not in _SECTIONS or len(rest) != 1 or rest[0] not in _field_names(data["algo"], section):
         allowed = sorted(_field_names(data["algo"], section)) if section in _SECTIONS else list(_SECTIONS)
-        raise ConfigError(f"unknown agent config key '{key}' for {data['algo']}; allowed in "
-                          f"{section if section in _SECTIONS else 'the top level'}: {allowed}")
+        raise ConfigError(
+            f"unknown agent config key '{key}' for {data['algo']}; allowed in "
+            f"{section if section in _SECTIONS else 'the top level'}: {allowed}"
+        )
     data.setdefault(section, {})[rest[0]] = value
 
 
 def _field_names(algo: str, section: str) -> set[str]:
-    model = {"training": TrainingSettings, "policy": PolicySettings, "constraint": ConstraintConfig,
-             "hyperparameters": _HYPER[algo]}[section]
+    model = {
+        "training": TrainingSettings,
+        "policy": PolicySettings,
+        "constraint": ConstraintConfig,
+        "hyperparameters": _HYPER[algo],
+    }[section]
     return set(model.model_fields)
 
 
@@ -175,8 +187,9 @@ def _describe(exc: ValidationError, prefix: str) -> list[str]:
     return lines
 
 
-def load_agent_config(algo: str, preset: str | None = None, overrides: Mapping[str, Any] | None = None,
-                      path: str | Path | None = None) -> AgentConfig:
+def load_agent_config(
+    algo: str, preset: str | None = None, overrides: Mapping[str, Any] | None = None, path: str | Path | None = None
+) -> AgentConfig:
     """Read ``configs/agents/<algo>.yaml``, merge its ``presets.<preset>`` section, apply overrides, validate.
 
     Args:
@@ -194,13 +207,16 @@ def load_agent_config(algo: str, preset: str | None = None, overrides: Mapping[s
     presets = data.pop("presets", None) or {}
     unknown = sorted(set(presets) - set(available_presets()))
     if unknown:
-        raise ConfigError(f"{path}: presets section names unknown presets {unknown}; "
-                          f"available: {available_presets()}")
+        raise ConfigError(f"{path}: presets section names unknown presets {unknown}; available: {available_presets()}")
     for name, section in presets.items():  # validate every preset's section, not only the one used
         validate_agent_config(deep_merge(data, section or {}), f"{path.name}, preset '{name}'")
     if preset in presets:
         data = deep_merge(data, presets[preset] or {})
     for key, value in (overrides or {}).items():
         _set_key(data, key, value)
-    return validate_agent_config(data, f"{path.name}" + (f", preset '{preset}'" if preset in presets else "")
-                     + (" with overrides" if overrides else ""))
+    return validate_agent_config(
+        data,
+        f"{path.name}"
+        + (f", preset '{preset}'" if preset in presets else "")
+        + (" with overrides" if overrides else ""),
+    )

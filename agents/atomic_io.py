@@ -7,12 +7,14 @@ never half of one. Text, JSON, YAML, CSV and PNG writers are built on :func:`ato
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
@@ -44,10 +46,8 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         os.replace(tmp_name, path)
     except BaseException:
         # BaseException: a Ctrl-C in the middle must not leave a stray temporary file either.
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
         raise
     _fsync_dir(path.parent)
     return path
@@ -77,6 +77,7 @@ def _fsync_dir(folder: Path) -> None:
 
 def _text_writer(produce: Callable[[IO[str]], None]) -> Callable[[IO[bytes]], None]:
     """Adapt a text serialiser to the binary temporary file (UTF-8, ``\\n`` line ends)."""
+
     def write(handle: IO[bytes]) -> None:
         text = io.TextIOWrapper(handle, encoding="utf-8", newline="\n", write_through=True)
         try:
@@ -84,6 +85,7 @@ def _text_writer(produce: Callable[[IO[str]], None]) -> Callable[[IO[bytes]], No
             text.flush()
         finally:
             text.detach()  # leave the binary handle open for flush/fsync
+
     return write
 
 
@@ -94,16 +96,22 @@ def write_text(path: str | Path, text: str) -> Path:
 
 def write_json(path: str | Path, data: Any) -> Path:
     """Atomically write ``data`` as indented JSON; numpy scalars/arrays and paths are converted."""
+
     def produce(handle: IO[str]) -> None:
         json.dump(data, handle, indent=2, default=_json_default, allow_nan=True)
         handle.write("\n")
+
     return atomic_write(path, _text_writer(produce))
 
 
 def write_yaml(path: str | Path, data: Any) -> Path:
     """Atomically write ``data`` as block-style YAML, keys in the given order."""
-    return atomic_write(path, _text_writer(
-        lambda f: yaml.safe_dump(_plain(data), f, sort_keys=False, default_flow_style=False, allow_unicode=True)))
+    return atomic_write(
+        path,
+        _text_writer(
+            lambda f: yaml.safe_dump(_plain(data), f, sort_keys=False, default_flow_style=False, allow_unicode=True)
+        ),
+    )
 
 
 def write_csv(path: str | Path, frame: pd.DataFrame, index: bool = False) -> Path:
@@ -131,6 +139,7 @@ def _json_default(value: Any) -> Any:
         return value.model_dump(mode="json")
     if hasattr(value, "__dataclass_fields__"):
         import dataclasses
+
         return dataclasses.asdict(value)
     raise TypeError(f"cannot write {type(value).__name__} to JSON: {value!r}")
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from envs.config import Config, ConfigError, available_presets, load_config, parse_override
 
@@ -29,7 +30,8 @@ def preset_arg(text: str) -> str:
             raise argparse.ArgumentTypeError(f"config file not found: {text}")
         return text
     raise argparse.ArgumentTypeError(
-        f"unknown preset '{text}'; available presets: {', '.join(available_presets())}, or a path to a YAML file")
+        f"unknown preset '{text}'; available presets: {', '.join(available_presets())}, or a path to a YAML file"
+    )
 
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
@@ -54,6 +56,7 @@ def non_negative_int(text: str) -> int:
 
 def name_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
     """A comma-separated list whose items must be in ``allowed`` (e.g. ``--algos ppo,a2c``)."""
+
     def parse(text: str) -> list[str]:
         items = [t.strip().lower() for t in text.split(",") if t.strip()]
         unknown = [t for t in items if t not in allowed]
@@ -61,39 +64,62 @@ def name_list(allowed: Sequence[str]) -> Callable[[str], list[str]]:
             what = "item" if len(unknown) == 1 else "items"
             raise argparse.ArgumentTypeError(f"unknown {what} {unknown or [text]}; allowed: {', '.join(allowed)}")
         return list(dict.fromkeys(items))
+
     return parse
 
 
 def add_config_args(parser: argparse.ArgumentParser, default_preset: str | None = "wechat") -> None:
     """``--preset`` and repeatable ``--set key=value``."""
     group = parser.add_argument_group("configuration")
-    group.add_argument("--preset", type=preset_arg, default=default_preset,
-                       help=f"platform preset ({', '.join(available_presets())}) or a YAML config file, "
-                            f"e.g. a run's config.yaml (default: {default_preset or 'see below'})")
-    group.add_argument("--set", dest="overrides", metavar="KEY=VALUE", action="append", default=[],
-                       help="override a config value by its dotted key, e.g. --set env.horizon=24 "
-                            "--set macro.forced_stress_start=12; repeatable; the value is read as YAML")
+    group.add_argument(
+        "--preset",
+        type=preset_arg,
+        default=default_preset,
+        help=f"platform preset ({', '.join(available_presets())}) or a YAML config file, "
+        f"e.g. a run's config.yaml (default: {default_preset or 'see below'})",
+    )
+    group.add_argument(
+        "--set",
+        dest="overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override a config value by its dotted key, e.g. --set env.horizon=24 "
+        "--set macro.forced_stress_start=12; repeatable; the value is read as YAML",
+    )
 
 
 def add_budget_args(parser: argparse.ArgumentParser, accounts: int = 2000, eval_seeds: int = 5) -> None:
     """``--accounts``, ``--eval-seeds`` and the base ``--seed``."""
     group = parser.add_argument_group("budget")
-    group.add_argument("--accounts", type=positive_int, default=accounts,
-                       help=f"accounts in each simulated portfolio (default: {accounts})")
-    group.add_argument("--eval-seeds", type=positive_int, default=eval_seeds,
-                       help="number of evaluation seeds; each gives other accounts and another macro path; "
-                            f"CIs are across them (default: {eval_seeds})")
-    group.add_argument("--seed", type=non_negative_int, default=0,
-                       help="base seed from which disjoint train, tune and eval seeds are derived (default: 0)")
+    group.add_argument(
+        "--accounts",
+        type=positive_int,
+        default=accounts,
+        help=f"accounts in each simulated portfolio (default: {accounts})",
+    )
+    group.add_argument(
+        "--eval-seeds",
+        type=positive_int,
+        default=eval_seeds,
+        help="number of evaluation seeds; each gives other accounts and another macro path; "
+        f"CIs are across them (default: {eval_seeds})",
+    )
+    group.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="base seed from which disjoint train, tune and eval seeds are derived (default: 0)",
+    )
 
 
 def add_output_args(parser: argparse.ArgumentParser, out: str = "results") -> None:
     """``--out``, ``--name`` and ``--no-progress``."""
     group = parser.add_argument_group("output")
-    group.add_argument("--out", type=Path, default=Path(out),
-                       help=f"folder holding run folders (default: {out})")
-    group.add_argument("--name", default=None,
-                       help="run folder name under --out (default: <preset>__<what>__<date-time>)")
+    group.add_argument("--out", type=Path, default=Path(out), help=f"folder holding run folders (default: {out})")
+    group.add_argument(
+        "--name", default=None, help="run folder name under --out (default: <preset>__<what>__<date-time>)"
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
 
 

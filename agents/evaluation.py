@@ -15,23 +15,31 @@ should build its portfolios through :func:`portfolio_seed` too, or it may train 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Mapping, NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 import envs
-from envs.config import AGE_BANDS, CITY_TIERS, Config, resolve_config
 from agents.policies import Policy, is_continuous, obs_index
+from envs.config import AGE_BANDS, CITY_TIERS, Config, resolve_config
 
 SEED_BLOCK = 2**32  # account keys owned by one evaluation seed
 SEGMENTS: dict[str, tuple[str, ...]] = {"age_band": AGE_BANDS, "city_tier": CITY_TIERS, "thin_file": ("no", "yes")}
 M3PLUS_BUCKETS = (3, 5)  # months past due counted as M3+ (6 is charged off and off the book)
 CHARGED_OFF = 6  # months_past_due reported for a charge-off
-METRICS = ("per_user_revenue", "m3plus_rate", "m3plus_rate_accounts", "utilisation", "average_line",
-           "attrition_rate", "charge_off_rate")
+METRICS = (
+    "per_user_revenue",
+    "m3plus_rate",
+    "m3plus_rate_accounts",
+    "utilisation",
+    "average_line",
+    "attrition_rate",
+    "charge_off_rate",
+)
 
 
 # -- seeds ------------------------------------------------------------------------------------------------
@@ -47,11 +55,13 @@ def check_disjoint(**seed_sets: Iterable[int]) -> None:
     named = {name: set(int(s) for s in seeds) for name, seeds in seed_sets.items()}
     names = list(named)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             common = named[a] & named[b]
             if common:
-                raise ValueError(f"{a} and {b} seeds overlap on {sorted(common)[:10]}"
-                                 f"{' ...' if len(common) > 10 else ''}; they must be disjoint")
+                raise ValueError(
+                    f"{a} and {b} seeds overlap on {sorted(common)[:10]}"
+                    f"{' ...' if len(common) > 10 else ''}; they must be disjoint"
+                )
 
 
 class SeedSplit(NamedTuple):
@@ -82,8 +92,9 @@ def split_seeds(training: int, tuning: int, evaluation: int, start: int = 0) -> 
 
 
 # -- bootstrap --------------------------------------------------------------------------------------------
-def bootstrap_ci(values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000,
-                 level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile-bootstrap confidence interval of the mean of ``values`` (NaN, NaN with fewer than two).
 
     Args:
@@ -110,8 +121,9 @@ class PairedDifference(NamedTuple):
     uplift_ci: tuple[float, float]
 
 
-def paired_difference(a: Sequence[float], b: Sequence[float], rng: np.random.Generator, n_boot: int = 2000,
-                      level: float = 0.95) -> PairedDifference:
+def paired_difference(
+    a: Sequence[float], b: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = 0.95
+) -> PairedDifference:
     """Paired percentile bootstrap: the same resampled seeds for ``a`` and ``b``.
 
     The uplift is a ratio of means, undefined (NaN) when the reference's mean is not positive.
@@ -149,8 +161,7 @@ def _groups(obs: np.ndarray) -> np.ndarray:
 
 
 _NUM_GROUPS = 1 + sum(len(levels) for levels in SEGMENTS.values())
-_SUMS = ("m3_balance", "balance", "m3_accounts", "open_accounts", "line", "closures", "charge_offs",
-         "account_months")
+_SUMS = ("m3_balance", "balance", "m3_accounts", "open_accounts", "line", "closures", "charge_offs", "account_months")
 
 
 @dataclass
@@ -164,8 +175,9 @@ class _Run:
 
 
 def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: int) -> _Run:
-    venv = envs.make_portfolio(config, num_accounts, seed=portfolio_seed(seed), continuous=is_continuous(policy),
-                               **{"macro.seed": int(seed)})
+    venv = envs.make_portfolio(
+        config, num_accounts, seed=portfolio_seed(seed), continuous=is_continuous(policy), **{"macro.seed": int(seed)}
+    )
     obs = venv.reset()
     first_obs = obs.copy()
     cohort_groups = _groups(obs)
@@ -187,10 +199,20 @@ def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: i
         closed = dones & ~truncated & ~charged_off
         is_open = ~(charged_off | closed)  # still on the book at month end
         m3 = (mpd >= M3PLUS_BUCKETS[0]) & (mpd <= M3PLUS_BUCKETS[1]) & (balance > 0)
-        weights = np.column_stack([np.where(m3, balance, 0.0), balance, m3 & is_open, is_open,
-                                   np.where(is_open, line, 0.0), closed, charged_off, ones])
+        weights = np.column_stack(
+            [
+                np.where(m3, balance, 0.0),
+                balance,
+                m3 & is_open,
+                is_open,
+                np.where(is_open, line, 0.0),
+                closed,
+                charged_off,
+                ones,
+            ]
+        )
         weights *= alive[:, None]  # the cohort only: see evaluate()
-        for name, total in zip(_SUMS, (groups.T @ weights).T):  # one matrix product sums every group
+        for name, total in zip(_SUMS, (groups.T @ weights).T, strict=False):  # one matrix product sums every group
             sums[name][t] = total
         cohort_revenue[t] = cohort_groups.T @ np.where(alive, info["revenue"], 0.0)
         alive &= ~dones
@@ -239,11 +261,12 @@ class Evaluation(NamedTuple):
     by_segment: pd.DataFrame
 
 
-def _aggregate(per_seed: pd.DataFrame, keys: list[str], metrics: Sequence[str], rng: np.random.Generator,
-               n_boot: int) -> pd.DataFrame:
+def _aggregate(
+    per_seed: pd.DataFrame, keys: list[str], metrics: Sequence[str], rng: np.random.Generator, n_boot: int
+) -> pd.DataFrame:
     rows = []
     for key, group in per_seed.groupby(keys, sort=False):
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,)))
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
         for m in metrics:
             values = group[m].dropna().to_numpy()
             row[m] = float(values.mean()) if values.size else float("nan")
@@ -252,16 +275,18 @@ def _aggregate(per_seed: pd.DataFrame, keys: list[str], metrics: Sequence[str], 
     return pd.DataFrame(rows)
 
 
-def _validate(policies: Mapping[str, Policy], num_accounts: int, seeds: Sequence[int], months: int,
-              reference: str | None) -> None:
+def _validate(
+    policies: Mapping[str, Policy], num_accounts: int, seeds: Sequence[int], months: int, reference: str | None
+) -> None:
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError("policies must be a non-empty dict of name -> policy")
     for name, policy in policies.items():
         if not callable(getattr(policy, "predict", None)):
             raise TypeError(f"policy '{name}' has no predict() method (got {type(policy).__name__})")
     if reference is not None and reference not in policies:
-        raise ValueError(f"reference policy '{reference}' is not among the policies {list(policies)}; "
-                         "add it or pass reference=None")
+        raise ValueError(
+            f"reference policy '{reference}' is not among the policies {list(policies)}; add it or pass reference=None"
+        )
     if not isinstance(num_accounts, (int, np.integer)) or num_accounts < 1:
         raise ValueError(f"num_accounts must be a positive integer, got {num_accounts!r}")
     if not isinstance(months, (int, np.integer)) or months < 1:
@@ -274,9 +299,17 @@ def _validate(policies: Mapping[str, Policy], num_accounts: int, seeds: Sequence
         portfolio_seed(s)
 
 
-def evaluate(policies: Mapping[str, Policy], config: Config | str, num_accounts: int, seeds: Sequence[int],
-             months: int | None = None, progress: bool = True, reference: str | None = "best_static",
-             n_boot: int = 2000, bootstrap_seed: int = 0) -> Evaluation:
+def evaluate(
+    policies: Mapping[str, Policy],
+    config: Config | str,
+    num_accounts: int,
+    seeds: Sequence[int],
+    months: int | None = None,
+    progress: bool = True,
+    reference: str | None = "best_static",
+    n_boot: int = 2000,
+    bootstrap_seed: int = 0,
+) -> Evaluation:
     """Run every policy on the same portfolios and summarise revenue and risk across seeds.
 
     Per-user revenue is **cohort-based**: the ``num_accounts`` accounts open at the start are followed
@@ -332,26 +365,46 @@ def evaluate(policies: Mapping[str, Policy], config: Config | str, num_accounts:
         for name, policy in policies.items():
             run = _run(policy, config, num_accounts, seed, months)
             if first_obs is not None and not np.array_equal(first_obs, run.first_obs):
-                raise RuntimeError(f"policy '{name}' saw different accounts on seed {seed}: common random "
-                                   "numbers are broken")
+                raise RuntimeError(
+                    f"policy '{name}' saw different accounts on seed {seed}: common random numbers are broken"
+                )
             first_obs = run.first_obs
             metrics = _metrics(run)
-            per_seed.append({"policy": name, "seed": seed, **{m: float(v[0]) for m, v in metrics.items()},
-                             "meets_cap": bool(metrics["m3plus_rate"][0] <= cap)})
+            per_seed.append(
+                {
+                    "policy": name,
+                    "seed": seed,
+                    **{m: float(v[0]) for m, v in metrics.items()},
+                    "meets_cap": bool(metrics["m3plus_rate"][0] <= cap),
+                }
+            )
             for g, label in enumerate(labels, start=1):
                 segment, level = label.split("=")
-                segment_rows.append({"policy": name, "seed": seed, "segment": segment, "level": level,
-                                     "cohort_accounts": float(run.cohort_size[g]),
-                                     **{m: float(v[g]) for m, v in metrics.items()}})
+                segment_rows.append(
+                    {
+                        "policy": name,
+                        "seed": seed,
+                        "segment": segment,
+                        "level": level,
+                        "cohort_accounts": float(run.cohort_size[g]),
+                        **{m: float(v[g]) for m, v in metrics.items()},
+                    }
+                )
             s = run.sums
-            monthly.append(pd.DataFrame({
-                "policy": name, "seed": seed, "month": np.arange(1, months + 1),
-                "revenue_per_user": run.cohort_revenue[:, 0] / num_accounts,
-                "m3plus_rate": _ratio(s["m3_balance"][:, 0], s["balance"][:, 0]),
-                "m3plus_rate_accounts": _ratio(s["m3_accounts"][:, 0], s["open_accounts"][:, 0]),
-                "average_line": _ratio(s["line"][:, 0], s["open_accounts"][:, 0]),
-                "utilisation": _ratio(s["balance"][:, 0], s["line"][:, 0]),
-            }))
+            monthly.append(
+                pd.DataFrame(
+                    {
+                        "policy": name,
+                        "seed": seed,
+                        "month": np.arange(1, months + 1),
+                        "revenue_per_user": run.cohort_revenue[:, 0] / num_accounts,
+                        "m3plus_rate": _ratio(s["m3_balance"][:, 0], s["balance"][:, 0]),
+                        "m3plus_rate_accounts": _ratio(s["m3_accounts"][:, 0], s["open_accounts"][:, 0]),
+                        "average_line": _ratio(s["line"][:, 0], s["open_accounts"][:, 0]),
+                        "utilisation": _ratio(s["balance"][:, 0], s["line"][:, 0]),
+                    }
+                )
+            )
             bar.update()
     bar.close()
 
@@ -362,16 +415,23 @@ def evaluate(policies: Mapping[str, Policy], config: Config | str, num_accounts:
     summary["meets_cap"] = summary["m3plus_rate"] <= cap
     summary["meets_cap_share"] = summary["policy"].map(per_seed_df.groupby("policy")["meets_cap"].mean())
     summary = summary.join(_versus(per_seed_df, reference, rng, n_boot), on="policy")
-    by_segment = _aggregate(pd.DataFrame(segment_rows), ["policy", "segment", "level"],
-                            ("cohort_accounts", *METRICS), rng, n_boot)
+    by_segment = _aggregate(
+        pd.DataFrame(segment_rows), ["policy", "segment", "level"], ("cohort_accounts", *METRICS), rng, n_boot
+    )
     by_segment = by_segment.drop(columns=["cohort_accounts_ci_low", "cohort_accounts_ci_high"])
     return Evaluation(summary, per_seed_df, pd.concat(monthly, ignore_index=True), by_segment)
 
 
 def _versus(per_seed: pd.DataFrame, reference: str | None, rng: np.random.Generator, n_boot: int) -> pd.DataFrame:
     """Paired comparison of each policy's per-user revenue with ``reference`` on the same seeds."""
-    columns = ["revenue_diff_vs_best_static", "revenue_diff_ci_low", "revenue_diff_ci_high",
-               "uplift_vs_best_static", "uplift_ci_low", "uplift_ci_high"]
+    columns = [
+        "revenue_diff_vs_best_static",
+        "revenue_diff_ci_low",
+        "revenue_diff_ci_high",
+        "uplift_vs_best_static",
+        "uplift_ci_low",
+        "uplift_ci_high",
+    ]
     table = per_seed.pivot(index="seed", columns="policy", values="per_user_revenue")
     rows = {}
     for name in table.columns:

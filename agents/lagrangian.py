@@ -120,8 +120,16 @@ class PIDLagrangian:
 
     kind = "pid"
 
-    def __init__(self, cap: float, kp: float = 0.1, ki: float = 0.01, kd: float = 0.01,
-                 lambda_init: float = 0.001, relative_error: bool = True, lambda_max: float = 100.0):
+    def __init__(
+        self,
+        cap: float,
+        kp: float = 0.1,
+        ki: float = 0.01,
+        kd: float = 0.01,
+        lambda_init: float = 0.001,
+        relative_error: bool = True,
+        lambda_max: float = 100.0,
+    ):
         if not 0.0 < cap < 1.0:
             raise ValueError(f"cap must be a fraction in (0, 1), got {cap}")
         for name, gain in (("kp", kp), ("ki", ki), ("kd", kd), ("lambda_init", lambda_init)):
@@ -156,8 +164,12 @@ class PIDLagrangian:
         return self._value
 
     def state_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "value": self._value, "integral": self.integral,
-                "previous_error": self.previous_error}
+        return {
+            "kind": self.kind,
+            "value": self._value,
+            "integral": self.integral,
+            "previous_error": self.previous_error,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         _check_kind(state, self.kind)
@@ -195,15 +207,24 @@ class FixedLambda:
 
 def _check_kind(state: dict[str, Any], kind: str) -> None:
     if state.get("kind") != kind:
-        raise ValueError(f"saved constraint state is for '{state.get('kind')}', not '{kind}'; resume with "
-                         f"the constraint the run was trained with")
+        raise ValueError(
+            f"saved constraint state is for '{state.get('kind')}', not '{kind}'; resume with "
+            f"the constraint the run was trained with"
+        )
 
 
 def make_controller(kind: str, config: ConstraintConfig, cap: float) -> Controller:
     """The controller of a constraint kind: "pid", "fixed" (``config.fixed_lambda``) or "none" (lambda 0)."""
     if kind == "pid":
-        return PIDLagrangian(cap * config.target_share, config.kp, config.ki, config.kd, config.lambda_init,
-                             config.relative_error, config.lambda_max)
+        return PIDLagrangian(
+            cap * config.target_share,
+            config.kp,
+            config.ki,
+            config.kd,
+            config.lambda_init,
+            config.relative_error,
+            config.lambda_max,
+        )
     if kind == "fixed":
         return FixedLambda(config.fixed_lambda, "fixed")
     if kind == "none":
@@ -262,8 +283,15 @@ class CostPenaltyVecEnv(VecEnvWrapper):
             included) or ``revenue`` (``info["revenue"]``, the per-user-revenue part the evaluator reports).
     """
 
-    def __init__(self, venv: VecEnv, holder: LambdaHolder, cap: float, penalty_scale: float,
-                 horizon_is_terminal: bool = True, objective: Literal["reward", "revenue"] = "reward"):
+    def __init__(
+        self,
+        venv: VecEnv,
+        holder: LambdaHolder,
+        cap: float,
+        penalty_scale: float,
+        horizon_is_terminal: bool = True,
+        objective: Literal["reward", "revenue"] = "reward",
+    ):
         super().__init__(venv)
         if not 0.0 < cap < 1.0:
             raise ValueError(f"cap must be a fraction in (0, 1), got {cap}")
@@ -325,8 +353,9 @@ class LagrangianCallback(BaseCallback):
         min_update_samples: account-months to pool before an update (see :class:`ConstraintConfig`).
     """
 
-    def __init__(self, wrapper: CostPenaltyVecEnv, controller: Controller, min_update_samples: int = 0,
-                 verbose: int = 0):
+    def __init__(
+        self, wrapper: CostPenaltyVecEnv, controller: Controller, min_update_samples: int = 0, verbose: int = 0
+    ):
         super().__init__(verbose)
         self.wrapper, self.controller, self.min_update_samples = wrapper, controller, min_update_samples
         self.updates = 0

@@ -11,8 +11,8 @@ returned figure before anything is saved (``agents.atomic_io.save_figure`` write
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -53,8 +53,9 @@ def _cap_line(ax: Axes, cap: float | None, vertical: bool) -> None:
         ax.axhline(100 * cap, color="black", linestyle="--", linewidth=1.2, label=label)
 
 
-def plot_monthly(monthly: pd.DataFrame, cap: float | None = None, title: str | None = None,
-                 colours: Mapping[str, str] | None = None) -> Figure:
+def plot_monthly(
+    monthly: pd.DataFrame, cap: float | None = None, title: str | None = None, colours: Mapping[str, str] | None = None
+) -> Figure:
     """Cumulative per-user revenue and M3+ rate by month, one line per policy (means over seeds).
 
     Args:
@@ -84,16 +85,19 @@ def plot_monthly(monthly: pd.DataFrame, cap: float | None = None, title: str | N
         ax_m3.plot(rows.index, 100 * rows["m3plus_rate"], color=colour, label=name)
     _cap_line(ax_m3, cap, vertical=False)
     n_seeds = data["seed"].nunique()
-    ax_rev.set(title="Cumulative per-user revenue", xlabel="month",
-               ylabel="cumulative revenue per account [CNY/account]")
+    ax_rev.set(
+        title="Cumulative per-user revenue", xlabel="month", ylabel="cumulative revenue per account [CNY/account]"
+    )
     ax_m3.set(title="M3+ rate (balance 90+ days past due)", xlabel="month", ylabel="M3+ rate [%]")
     ax_rev.axhline(0, color="grey", linewidth=0.6)
     ax_m3.set_ylim(bottom=0)
     for ax in (ax_rev, ax_m3):
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
-    figure.suptitle(f"{title + ': ' if title else ''}monthly results, mean over {n_seeds} evaluation "
-                    f"seed{'s' if n_seeds != 1 else ''}")
+    figure.suptitle(
+        f"{title + ': ' if title else ''}monthly results, mean over {n_seeds} evaluation "
+        f"seed{'s' if n_seeds != 1 else ''}"
+    )
     return figure
 
 
@@ -102,8 +106,13 @@ def multiplier_column(table: pd.DataFrame) -> str | None:
     return next((c for c in MULTIPLIER_COLUMNS if c in table.columns), None)
 
 
-def plot_frontier(summary: pd.DataFrame, static_table: pd.DataFrame | None = None, cap: float | None = None,
-                  title: str | None = None, colours: Mapping[str, str] | None = None) -> Figure:
+def plot_frontier(
+    summary: pd.DataFrame,
+    static_table: pd.DataFrame | None = None,
+    cap: float | None = None,
+    title: str | None = None,
+    colours: Mapping[str, str] | None = None,
+) -> Figure:
     """Risk-return frontier: per-user revenue against M3+ rate.
 
     Args:
@@ -122,12 +131,24 @@ def plot_frontier(summary: pd.DataFrame, static_table: pd.DataFrame | None = Non
         _require(static_table, ["per_user_revenue", "m3plus_rate"], "best-static tuning table")
         mult = multiplier_column(static_table)
         curve = static_table.sort_values(mult if mult else "m3plus_rate")
-        ax.plot(100 * curve["m3plus_rate"], curve["per_user_revenue"], color="grey", marker=".",
-                linestyle="-", label="static multipliers (tuning seeds)")
+        ax.plot(
+            100 * curve["m3plus_rate"],
+            curve["per_user_revenue"],
+            color="grey",
+            marker=".",
+            linestyle="-",
+            label="static multipliers (tuning seeds)",
+        )
         if mult:
             for _, row in curve.iterrows():
-                ax.annotate(f"x{row[mult]:g}", (100 * row["m3plus_rate"], row["per_user_revenue"]),
-                            textcoords="offset points", xytext=(3, -10), fontsize="x-small", color="grey")
+                ax.annotate(
+                    f"x{row[mult]:g}",
+                    (100 * row["m3plus_rate"], row["per_user_revenue"]),
+                    textcoords="offset points",
+                    xytext=(3, -10),
+                    fontsize="x-small",
+                    color="grey",
+                )
     policies = list(dict.fromkeys(summary["policy"]))
     colours = dict(colours or policy_colours(policies))
     has_ci = {"per_user_revenue_ci_low", "per_user_revenue_ci_high"} <= set(summary.columns)
@@ -137,22 +158,30 @@ def plot_frontier(summary: pd.DataFrame, static_table: pd.DataFrame | None = Non
         if has_ci and np.isfinite([row["per_user_revenue_ci_low"], row["per_user_revenue_ci_high"]]).all():
             # asymmetric bars; clipped at 0 in case a CI does not bracket its own estimate
             yerr = [[max(y - row["per_user_revenue_ci_low"], 0.0)], [max(row["per_user_revenue_ci_high"] - y, 0.0)]]
-        ax.errorbar([x], [y], yerr=yerr, fmt="o", markersize=7, capsize=4, color=colours.get(row["policy"]),
-                    label=row["policy"])
+        ax.errorbar(
+            [x], [y], yerr=yerr, fmt="o", markersize=7, capsize=4, color=colours.get(row["policy"]), label=row["policy"]
+        )
     if cap is not None and np.isfinite(cap):
         _cap_line(ax, cap, vertical=True)
         right = max(ax.get_xlim()[1], 100 * cap * 1.05)
         ax.axvspan(100 * cap, right, color="red", alpha=0.06, label="over the cap")
         ax.set_xlim(left=0, right=right)
-    ax.set(title=f"{title + ': ' if title else ''}risk-return frontier (evaluation seeds, 95% CI)",
-           xlabel="M3+ rate [%]", ylabel="per-user revenue [CNY/account]")
+    ax.set(
+        title=f"{title + ': ' if title else ''}risk-return frontier (evaluation seeds, 95% CI)",
+        xlabel="M3+ rate [%]",
+        ylabel="per-user revenue [CNY/account]",
+    )
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small", loc="best")
     return figure
 
 
-def plot_training(progress: Mapping[str, pd.DataFrame], cap: float | None = None,
-                  title: str | None = None, colours: Mapping[str, str] | None = None) -> Figure:
+def plot_training(
+    progress: Mapping[str, pd.DataFrame],
+    cap: float | None = None,
+    title: str | None = None,
+    colours: Mapping[str, str] | None = None,
+) -> Figure:
     """Training curves per algorithm: revenue, cost (M3+ rate if logged) and lambda against timesteps.
 
     Args:
@@ -168,15 +197,17 @@ def plot_training(progress: Mapping[str, pd.DataFrame], cap: float | None = None
         _require(frame, ["timesteps"], f"progress of {algo}")
     # The middle panel shows the capped metric when any algorithm logged it, else the raw cost signal.
     use_m3 = any("m3plus_rate" in f.columns for f in progress.values())
-    panels = {"revenue": (1.0, "Revenue during training", "revenue [CNY/account-month]"),
-              "m3plus_rate": (100.0, "M3+ rate during training", "M3+ rate [%]"),
-              "cost": (1.0, "Cost during training", "cost [M3+ balance / reference balance]"),
-              "lambda": (1.0, "Lagrange multiplier", "lambda [-]")}
+    panels = {
+        "revenue": (1.0, "Revenue during training", "revenue [CNY/account-month]"),
+        "m3plus_rate": (100.0, "M3+ rate during training", "M3+ rate [%]"),
+        "cost": (1.0, "Cost during training", "cost [M3+ balance / reference balance]"),
+        "lambda": (1.0, "Lagrange multiplier", "lambda [-]"),
+    }
     columns = ["revenue", "m3plus_rate" if use_m3 else "cost", "lambda"]
     figure = new_figure(14, 4.2)
     axes = figure.subplots(1, 3)
     colours = {**policy_colours(list(progress)), **(colours or {})}
-    for ax, column in zip(axes, columns):
+    for ax, column in zip(axes, columns, strict=False):
         scale, panel_title, ylabel = panels[column]
         missing = []
         for algo, frame in progress.items():
@@ -186,13 +217,19 @@ def plot_training(progress: Mapping[str, pd.DataFrame], cap: float | None = None
                 continue
             rows = rows.sort_values("timesteps")
             # markers while there are few points: a single update would otherwise draw nothing visible
-            ax.plot(rows["timesteps"], scale * rows[column], color=colours[algo], label=algo,
-                    marker="o" if len(rows) < 20 else None)
+            ax.plot(
+                rows["timesteps"],
+                scale * rows[column],
+                color=colours[algo],
+                label=algo,
+                marker="o" if len(rows) < 20 else None,
+            )
         if column == "m3plus_rate":
             _cap_line(ax, cap, vertical=False)
         if missing:  # say so rather than leave a reader wondering where an algorithm went
-            ax.text(0.02, 0.02, f"not logged: {', '.join(missing)}", transform=ax.transAxes, fontsize="small",
-                    color="grey")
+            ax.text(
+                0.02, 0.02, f"not logged: {', '.join(missing)}", transform=ax.transAxes, fontsize="small", color="grey"
+            )
         ax.set(title=panel_title, xlabel="timesteps [account-months]", ylabel=ylabel)
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:

@@ -37,9 +37,13 @@ _CUTS = np.array([m < 1.0 for m in LIMIT_MULTIPLIERS])
 class Policy(Protocol):
     """Anything with SB3's ``predict``: a trained model (``PPO``, ``DQN``, ...) or a baseline below."""
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
-        ...
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]: ...
 
 
 @cache
@@ -70,8 +74,13 @@ class _Baseline:
             raise TypeError(f"continuous must be True or False, got {continuous!r}")
         self.continuous = continuous
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, None]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
         """Actions for ``observation`` of shape ``(n, 17)`` (or one account, ``(17,)``), SB3 style.
 
         Args:
@@ -86,8 +95,10 @@ class _Baseline:
         obs = np.asarray(observation)
         width = len(obs_index())
         if obs.ndim not in (1, 2) or obs.shape[-1] != width:
-            raise ValueError(f"{type(self).__name__}.predict expects observations of shape ({width},) or "
-                             f"(n, {width}), got {obs.shape}")
+            raise ValueError(
+                f"{type(self).__name__}.predict expects observations of shape ({width},) or "
+                f"(n, {width}), got {obs.shape}"
+            )
         single = obs.ndim == 1
         batch = obs.reshape(1, -1) if single else obs
         if self.continuous:
@@ -186,8 +197,9 @@ class RuleParams:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
-        if self.line_cap is not None and (isinstance(self.line_cap, bool)
-                                          or not isinstance(self.line_cap, (int, float, np.integer, np.floating))):
+        if self.line_cap is not None and (
+            isinstance(self.line_cap, bool) or not isinstance(self.line_cap, (int, float, np.integer, np.floating))
+        ):
             raise ValueError(f"line_cap must be a number or None, got {self.line_cap!r}")
         raises = [m for m in LIMIT_MULTIPLIERS if m > 1.0]
         cuts = [m for m in LIMIT_MULTIPLIERS if m < 1.0]

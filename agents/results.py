@@ -26,9 +26,10 @@ import platform
 import shlex
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -51,10 +52,12 @@ def git_state(repo: str | Path = REPO_ROOT) -> dict[str, Any]:
     Read-only: ``--no-optional-locks`` keeps ``git status`` from refreshing the index. Missing git or a
     folder outside a repository give ``None`` values, not an error: results outlive checkouts.
     """
+
     def run(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", "--no-optional-locks", *args], cwd=repo, capture_output=True,
-                                  text=True, timeout=30, check=False)
+            done = subprocess.run(
+                ["git", "--no-optional-locks", *args], cwd=repo, capture_output=True, text=True, timeout=30, check=False
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout if done.returncode == 0 else None
@@ -62,10 +65,12 @@ def git_state(repo: str | Path = REPO_ROOT) -> dict[str, Any]:
     commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain")
     changed = [line for line in (status or "").splitlines() if line.strip()]
-    return {"commit": commit.strip() if commit else None,
-            "dirty": None if status is None else bool(changed),
-            # the first few changed paths say what "dirty" means for this run
-            "changed_files": changed[:50]}
+    return {
+        "commit": commit.strip() if commit else None,
+        "dirty": None if status is None else bool(changed),
+        # the first few changed paths say what "dirty" means for this run
+        "changed_files": changed[:50],
+    }
 
 
 def package_versions(packages: Iterable[str] = TRACKED_PACKAGES) -> dict[str, str | None]:
@@ -120,7 +125,7 @@ class RunFolder:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, root: str | Path, name: str, exist_ok: bool = False) -> "RunFolder":
+    def create(cls, root: str | Path, name: str, exist_ok: bool = False) -> RunFolder:
         """Create ``root/name/``.
 
         Args:
@@ -133,8 +138,9 @@ class RunFolder:
             raise ValueError(f"run name must be a plain folder name, got {name!r}")
         path = Path(root) / name
         if path.exists() and not exist_ok:
-            raise FileExistsError(f"run folder {path} already exists; choose another --name, or pass "
-                                  "--resume to continue it")
+            raise FileExistsError(
+                f"run folder {path} already exists; choose another --name, or pass --resume to continue it"
+            )
         if path.exists() and not path.is_dir():
             raise FileExistsError(f"{path} exists and is not a folder")
         path.mkdir(parents=True, exist_ok=True)
@@ -159,12 +165,12 @@ class RunFolder:
         data = config.to_dict() if hasattr(config, "to_dict") else config
         return write_yaml(self.path / "config.yaml", data)
 
-    def write_seeds(self, train: Iterable[int] = (), tune: Iterable[int] = (),
-                    eval: Iterable[int] = ()) -> Path:  # noqa: A002 - the name used everywhere else
+    def write_seeds(self, train: Iterable[int] = (), tune: Iterable[int] = (), eval: Iterable[int] = ()) -> Path:  # noqa: A002 - the name used everywhere else
         """``seeds.json`` with the train, tune and eval seed lists."""
-        return write_json(self.path / "seeds.json", {"train": [int(s) for s in train],
-                                                     "tune": [int(s) for s in tune],
-                                                     "eval": [int(s) for s in eval]})
+        return write_json(
+            self.path / "seeds.json",
+            {"train": [int(s) for s in train], "tune": [int(s) for s in tune], "eval": [int(s) for s in eval]},
+        )
 
     def write_metadata(self, metadata: Mapping[str, Any]) -> Path:
         """``metadata.json`` (see :func:`collect_metadata`)."""
@@ -231,25 +237,29 @@ def format_summary(summary: pd.DataFrame) -> str:
 
     Missing columns or values are shown as ``-`` (e.g. no uplift for the best static itself).
     """
+
     def col(row: Mapping[str, Any], name: str) -> Any:
         return row.get(name, float("nan"))
 
     rows = []
     for row in summary.to_dict("records"):
         meets = col(row, "meets_cap")
-        rows.append({
-            "policy": row.get("policy", "?"),
-            "revenue/user [CNY]": _fmt(col(row, "per_user_revenue"), ".1f"),
-            "95% CI": f"[{_fmt(col(row, 'per_user_revenue_ci_low'), '.1f')}, "
-                      f"{_fmt(col(row, 'per_user_revenue_ci_high'), '.1f')}]",
-            "M3+ [%]": _fmt(100 * col(row, "m3plus_rate"), ".2f"),
-            "cap [%]": _fmt(100 * col(row, "cap"), ".2f"),
-            "meets cap": "-" if meets is None or (isinstance(meets, float) and math.isnan(meets))
-            else ("yes" if bool(meets) else "NO"),
-            "uplift vs best static [%]": _fmt(100 * col(row, "uplift_vs_best_static"), "+.1f"),
-            "uplift 95% CI [%]": f"[{_fmt(100 * col(row, 'uplift_ci_low'), '+.1f')}, "
-                                 f"{_fmt(100 * col(row, 'uplift_ci_high'), '+.1f')}]",
-        })
+        rows.append(
+            {
+                "policy": row.get("policy", "?"),
+                "revenue/user [CNY]": _fmt(col(row, "per_user_revenue"), ".1f"),
+                "95% CI": f"[{_fmt(col(row, 'per_user_revenue_ci_low'), '.1f')}, "
+                f"{_fmt(col(row, 'per_user_revenue_ci_high'), '.1f')}]",
+                "M3+ [%]": _fmt(100 * col(row, "m3plus_rate"), ".2f"),
+                "cap [%]": _fmt(100 * col(row, "cap"), ".2f"),
+                "meets cap": "-"
+                if meets is None or (isinstance(meets, float) and math.isnan(meets))
+                else ("yes" if bool(meets) else "NO"),
+                "uplift vs best static [%]": _fmt(100 * col(row, "uplift_vs_best_static"), "+.1f"),
+                "uplift 95% CI [%]": f"[{_fmt(100 * col(row, 'uplift_ci_low'), '+.1f')}, "
+                f"{_fmt(100 * col(row, 'uplift_ci_high'), '+.1f')}]",
+            }
+        )
     if not rows:
         return "(no policies evaluated)"
     return pd.DataFrame(rows).to_string(index=False)
@@ -286,8 +296,14 @@ def read_baselines(folder: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
 
 
-def write_evaluation(run: RunFolder, evaluation: Any, cap: float, title: str | None = None,
-                     static_table: pd.DataFrame | None = None, agents_dir: str | Path | None = None) -> list[Path]:
+def write_evaluation(
+    run: RunFolder,
+    evaluation: Any,
+    cap: float,
+    title: str | None = None,
+    static_table: pd.DataFrame | None = None,
+    agents_dir: str | Path | None = None,
+) -> list[Path]:
     """Write an ``agents.evaluation.Evaluation``: summary, metrics tables and the figures.
 
     Args:
@@ -308,8 +324,9 @@ def write_evaluation(run: RunFolder, evaluation: Any, cap: float, title: str | N
         written.append(run.write_metrics(name, getattr(evaluation, name)))
     colours = plots.policy_colours(list(evaluation.summary["policy"]))
     written.append(run.save_figure("monthly", plots.plot_monthly(evaluation.monthly, cap, title, colours)))
-    written.append(run.save_figure("frontier", plots.plot_frontier(evaluation.summary, static_table, cap, title,
-                                                                   colours)))
+    written.append(
+        run.save_figure("frontier", plots.plot_frontier(evaluation.summary, static_table, cap, title, colours))
+    )
     progress = plots.read_progress(agents_dir) if agents_dir is not None else {}
     if progress:
         written.append(run.save_figure("training", plots.plot_training(progress, cap, title, colours)))

@@ -20,8 +20,9 @@ from __future__ import annotations
 import io
 import json
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -34,12 +35,18 @@ from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 from tqdm.auto import tqdm
 
 import envs
-from agents.agent_config import (ALGORITHM_NAMES, CONTINUOUS, AgentConfig, check_algo, deep_merge,
-                                 load_agent_config, validate_agent_config)
-from agents.evaluation import portfolio_seed
-from agents.lagrangian import (CONSTRAINTS, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder,
-                               make_controller)
+from agents.agent_config import (
+    ALGORITHM_NAMES,
+    CONTINUOUS,
+    AgentConfig,
+    check_algo,
+    deep_merge,
+    load_agent_config,
+    validate_agent_config,
+)
 from agents.atomic_io import atomic_write, write_json, write_yaml
+from agents.evaluation import portfolio_seed
+from agents.lagrangian import CONSTRAINTS, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder, make_controller
 from envs.config import Config, resolve_config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC}
@@ -60,12 +67,24 @@ class AgentPaths(NamedTuple):
 def agent_paths(run_dir: str | Path, algo: str) -> AgentPaths:
     """Where ``train`` writes algorithm ``algo`` of the run at ``run_dir``."""
     folder = Path(run_dir) / "agents" / algo
-    return AgentPaths(folder, folder / "model.zip", folder / "vecnormalize.pkl", folder / "constraint.json",
-                      folder / "checkpoints", folder / "progress.csv")
+    return AgentPaths(
+        folder,
+        folder / "model.zip",
+        folder / "vecnormalize.pkl",
+        folder / "constraint.json",
+        folder / "checkpoints",
+        folder / "progress.csv",
+    )
 
 
-def _save_agent(model: BaseAlgorithm, vecnorm: VecNormalize, controller: Any, model_path: Path,
-                vecnorm_path: Path, constraint_path: Path) -> None:
+def _save_agent(
+    model: BaseAlgorithm,
+    vecnorm: VecNormalize,
+    controller: Any,
+    model_path: Path,
+    vecnorm_path: Path,
+    constraint_path: Path,
+) -> None:
     """Model, observation statistics, then lambda state (the last file marks a complete save)."""
     buffer = io.BytesIO()
     model.save(buffer)
@@ -88,13 +107,15 @@ def latest_checkpoint(folder: str | Path) -> int | None:
     return max(steps, default=None)
 
 
-def save_checkpoint(folder: Path, model: BaseAlgorithm, vecnorm: VecNormalize, controller: Any,
-                    keep: int) -> int:
+def save_checkpoint(folder: Path, model: BaseAlgorithm, vecnorm: VecNormalize, controller: Any, keep: int) -> int:
     """Write a checkpoint at the model's step; keep the newest ``keep``. Returns the step."""
     step = int(model.num_timesteps)
     _save_agent(model, vecnorm, controller, *_checkpoint_files(folder, step))
-    older = sorted(int(p.stem.removeprefix("constraint_")) for p in folder.glob("constraint_*.json")
-                   if p.stem.removeprefix("constraint_").isdigit())
+    older = sorted(
+        int(p.stem.removeprefix("constraint_"))
+        for p in folder.glob("constraint_*.json")
+        if p.stem.removeprefix("constraint_").isdigit()
+    )
     for old in older[:-keep]:
         for path in reversed(_checkpoint_files(folder, old)):  # marker first: never a half checkpoint
             path.unlink(missing_ok=True)
@@ -112,10 +133,13 @@ class _ResumableCSV(CSVOutputFormat):
         keys = lines[0].split(",")
         col = keys.index("timesteps") if "timesteps" in keys else None
         # Rows logged after the checkpoint we resume from are dropped: they will be logged again.
-        kept = [row for row in lines[1:] if col is None or not row.split(",")[col]
-                or float(row.split(",")[col]) <= keep_until]
+        kept = [
+            row
+            for row in lines[1:]
+            if col is None or not row.split(",")[col] or float(row.split(",")[col]) <= keep_until
+        ]
         filename.write_text("\n".join([lines[0], *kept]) + "\n", encoding="utf-8")
-        self.file = open(filename, "r+")
+        self.file = open(filename, "r+")  # noqa: SIM115 (SB3 closes it in close())
         self.file.seek(0, io.SEEK_END)
         self.keys, self.separator, self.quotechar = keys, ",", '"'
 
@@ -150,8 +174,15 @@ class _ProgressBar(BaseCallback):
         self.bar: Any = None
 
     def _on_training_start(self) -> None:
-        self.bar = tqdm(total=self.total, initial=self.num_timesteps, unit="step", unit_scale=True,
-                        desc="training", disable=self.disable, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=self.total,
+            initial=self.num_timesteps,
+            unit="step",
+            unit_scale=True,
+            desc="training",
+            disable=self.disable,
+            dynamic_ncols=True,
+        )
 
     def _on_step(self) -> bool:
         self.bar.update(self.num_timesteps - self.bar.n)
@@ -180,8 +211,13 @@ class TrainedAgent:
         self.continuous = algo in CONTINUOUS
         self.observation_space, self.action_space = model.observation_space, model.action_space
 
-    def predict(self, observation: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None,
-                deterministic: bool = True) -> tuple[np.ndarray, Any]:
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict`` on raw observations of shape ``(17,)`` or ``(n, 17)``."""
         obs = np.asarray(observation, dtype=np.float32)
         normalised = self.vecnormalize.normalize_obs(obs).astype(np.float32)
@@ -191,15 +227,26 @@ class TrainedAgent:
         return f"TrainedAgent({self.algo!r}, {self.model.num_timesteps} timesteps, {str(self.paths.folder)!r})"
 
 
-def _build_env(config: Config, num_accounts: int, seed: int, continuous: bool, agent: AgentConfig,
-               holder: LambdaHolder) -> tuple[CostPenaltyVecEnv, VecNormalize]:
+def _build_env(
+    config: Config, num_accounts: int, seed: int, continuous: bool, agent: AgentConfig, holder: LambdaHolder
+) -> tuple[CostPenaltyVecEnv, VecNormalize]:
     portfolio = envs.make_portfolio(config, num_accounts, seed=seed, continuous=continuous)
-    penalised = CostPenaltyVecEnv(VecMonitor(portfolio), holder, config.env.m3plus_cap,
-                                  agent.constraint.penalty_scale, agent.training.horizon_is_terminal,
-                                  agent.training.objective)
+    penalised = CostPenaltyVecEnv(
+        VecMonitor(portfolio),
+        holder,
+        config.env.m3plus_cap,
+        agent.constraint.penalty_scale,
+        agent.training.horizon_is_terminal,
+        agent.training.objective,
+    )
     t = agent.training
-    vecnorm = VecNormalize(penalised, norm_obs=t.normalize_obs, norm_reward=t.normalize_reward,
-                           clip_obs=t.clip_obs, gamma=agent.hyperparameters.gamma)
+    vecnorm = VecNormalize(
+        penalised,
+        norm_obs=t.normalize_obs,
+        norm_reward=t.normalize_reward,
+        clip_obs=t.clip_obs,
+        gamma=agent.hyperparameters.gamma,
+    )
     return penalised, vecnorm
 
 
@@ -208,22 +255,36 @@ def _new_model(agent: AgentConfig, env: VecNormalize, seed: int) -> BaseAlgorith
     policy_kwargs = {"net_arch": list(agent.policy.net_arch), "activation_fn": activation}
     hyper = agent.hyperparameters.model_dump()
     if agent.algo == "ppo" and hyper["batch_size"] > hyper["n_steps"] * env.num_envs:
-        raise ValueError(f"ppo batch_size {hyper['batch_size']} exceeds the rollout, n_steps x num_accounts = "
-                         f"{hyper['n_steps'] * env.num_envs}")
-    model = ALGORITHMS[agent.algo]("MlpPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device="cpu",
-                                   verbose=0, **hyper)
+        raise ValueError(
+            f"ppo batch_size {hyper['batch_size']} exceeds the rollout, n_steps x num_accounts = "
+            f"{hyper['n_steps'] * env.num_envs}"
+        )
+    model = ALGORITHMS[agent.algo](
+        "MlpPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0, **hyper
+    )
     action_net = getattr(model.policy, "action_net", None)
-    if agent.policy.hold_bias and isinstance(action_net, torch.nn.Linear) and action_net.out_features == len(
-            envs.LIMIT_MULTIPLIERS):
+    if (
+        agent.policy.hold_bias
+        and isinstance(action_net, torch.nn.Linear)
+        and action_net.out_features == len(envs.LIMIT_MULTIPLIERS)
+    ):
         with torch.no_grad():
             action_net.bias[envs.HOLD_ACTION] += agent.policy.hold_bias
     return model
 
 
-def train(algo: str, config: Config | str, run_dir: str | Path, total_timesteps: int | None = None,
-          seed: int = DEFAULT_TRAINING_SEED, num_accounts: int | None = None,
-          agent_overrides: Mapping[str, Any] | None = None, constraint: str = "pid", resume: bool = False,
-          progress: bool = True) -> TrainedAgent:
+def train(
+    algo: str,
+    config: Config | str,
+    run_dir: str | Path,
+    total_timesteps: int | None = None,
+    seed: int = DEFAULT_TRAINING_SEED,
+    num_accounts: int | None = None,
+    agent_overrides: Mapping[str, Any] | None = None,
+    constraint: str = "pid",
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainedAgent:
     """Train ``algo`` on a portfolio of ``config`` under the M3+ cap; write it to ``run_dir/agents/<algo>/``.
 
     Args:
@@ -248,16 +309,18 @@ def train(algo: str, config: Config | str, run_dir: str | Path, total_timesteps:
     paths = agent_paths(run_dir, algo)
     start = _resume_point(paths, algo, constraint, seed, agent_overrides) if resume else None
     if start is None and (paths.model.exists() or latest_checkpoint(paths.checkpoints) is not None):
-        raise FileExistsError(f"{paths.folder} already holds a trained {algo}; pass resume to continue it "
-                              "or choose another run folder")
+        raise FileExistsError(
+            f"{paths.folder} already holds a trained {algo}; pass resume to continue it or choose another run folder"
+        )
     if start is None:
         agent = load_agent_config(algo, config.name, agent_overrides)
     else:
         saved = yaml.safe_load((paths.folder / "agent_config.yaml").read_text())
         agent = validate_agent_config(saved, "saved agent config")
         if num_accounts not in (None, agent.training.num_accounts):
-            raise ValueError(f"cannot resume with num_accounts={num_accounts}: the run trains "
-                             f"{agent.training.num_accounts} accounts")
+            raise ValueError(
+                f"cannot resume with num_accounts={num_accounts}: the run trains {agent.training.num_accounts} accounts"
+            )
     num_accounts = _positive("num_accounts", num_accounts, agent.training.num_accounts)
     total = _positive("total_timesteps", total_timesteps, agent.training.total_timesteps)
     # What is saved is what ran: the budget and portfolio size actually used.
@@ -274,9 +337,17 @@ def train(algo: str, config: Config | str, run_dir: str | Path, total_timesteps:
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         write_yaml(paths.folder / "agent_config.yaml", agent.to_dict())
         write_yaml(paths.folder / "env_config.yaml", config.to_dict())
-        write_json(paths.folder / "training.json", {"algo": algo, "seed": int(seed), "constraint": constraint,
-                                                    "num_accounts": num_accounts, "account_seed": account_seed,
-                                                    "macro_seed": int(seed)})
+        write_json(
+            paths.folder / "training.json",
+            {
+                "algo": algo,
+                "seed": int(seed),
+                "constraint": constraint,
+                "num_accounts": num_accounts,
+                "account_seed": account_seed,
+                "macro_seed": int(seed),
+            },
+        )
         model = _new_model(agent, vecnorm, int(seed))
     else:
         model_file, vecnorm_file, constraint_file = _checkpoint_files(paths.checkpoints, start)
@@ -285,23 +356,26 @@ def train(algo: str, config: Config | str, run_dir: str | Path, total_timesteps:
         model.set_random_seed(int(seed) + start)
         controller.load_state_dict(json.loads(constraint_file.read_text(encoding="utf-8")))
         holder.value = controller.value
-    logger = Logger(str(paths.folder), [_ResumableCSV(paths.progress, start),
-                                        TensorBoardOutputFormat(str(paths.folder))])
+    logger = Logger(
+        str(paths.folder), [_ResumableCSV(paths.progress, start), TensorBoardOutputFormat(str(paths.folder))]
+    )
     model.set_logger(logger)
-    callbacks = CallbackList([
-        LagrangianCallback(penalised, controller, agent.constraint.min_update_samples),
-        _CheckpointCallback(paths.checkpoints, vecnorm, controller, agent.training.checkpoint_every,
-                            agent.training.keep_checkpoints),
-        _ProgressBar(total, holder, disable=not progress),
-    ])
+    callbacks = CallbackList(
+        [
+            LagrangianCallback(penalised, controller, agent.constraint.min_update_samples),
+            _CheckpointCallback(
+                paths.checkpoints, vecnorm, controller, agent.training.checkpoint_every, agent.training.keep_checkpoints
+            ),
+            _ProgressBar(total, holder, disable=not progress),
+        ]
+    )
     remaining = total - model.num_timesteps
     try:
         if remaining > 0:
             # Off-policy SB3 logs every log_interval *episodes*; with hundreds of accounts ending lives each
             # month that would be every step, so log about once per few account lifetimes instead.
             log_interval = 1 if algo in ("ppo", "a2c") else 4 * num_accounts
-            model.learn(remaining, callback=callbacks, log_interval=log_interval,
-                        reset_num_timesteps=start is None)
+            model.learn(remaining, callback=callbacks, log_interval=log_interval, reset_num_timesteps=start is None)
     finally:
         logger.close()
     save_checkpoint(paths.checkpoints, model, vecnorm, controller, agent.training.keep_checkpoints)
@@ -318,8 +392,7 @@ def _positive(name: str, value: int | None, default: int) -> int:
     return int(value)
 
 
-def _resume_point(paths: AgentPaths, algo: str, constraint: str, seed: int,
-                  overrides: Mapping[str, Any] | None) -> int:
+def _resume_point(paths: AgentPaths, algo: str, constraint: str, seed: int, overrides: Mapping[str, Any] | None) -> int:
     step = latest_checkpoint(paths.checkpoints)
     if step is None:
         raise FileNotFoundError(f"nothing to resume: no complete checkpoint in {paths.checkpoints}")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Iterable, NamedTuple, Sequence
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -20,8 +21,17 @@ from agents.policies import BestStatic, RuleBased, RuleParams
 from envs.actions import LIMIT_MULTIPLIERS
 from envs.config import Config, resolve_config
 
-__all__ = ["StaticTuning", "RuleTuning", "tune_best_static", "tune_rule", "select_under_cap", "SeedSplit",
-           "split_seeds", "check_disjoint", "RULE_SPACE"]
+__all__ = [
+    "StaticTuning",
+    "RuleTuning",
+    "tune_best_static",
+    "tune_rule",
+    "select_under_cap",
+    "SeedSplit",
+    "split_seeds",
+    "check_disjoint",
+    "RULE_SPACE",
+]
 
 # Targets from 0.5 to 2.0 that BestStatic's greedy steps reach as distinct lines (products of
 # LIMIT_MULTIPLIERS: 0.75 x 0.9, 1.5 x 1.1, 1.5 x 1.25; 2.0 lands on 1.5 x 1.25 x 1.1 = 2.06). Targets
@@ -39,9 +49,21 @@ RULE_SPACE: dict[str, tuple] = {
     "line_floor": (0.5, 0.75, 1.0),
 }
 _RANGES = ("min_utilisation", "cut_score")
-_TABLE_COLUMNS = ["per_user_revenue", "per_user_revenue_ci_low", "per_user_revenue_ci_high", "m3plus_rate",
-                  "m3plus_rate_ci_low", "m3plus_rate_ci_high", "m3plus_rate_accounts", "cap", "meets_cap",
-                  "utilisation", "average_line", "attrition_rate", "charge_off_rate"]
+_TABLE_COLUMNS = [
+    "per_user_revenue",
+    "per_user_revenue_ci_low",
+    "per_user_revenue_ci_high",
+    "m3plus_rate",
+    "m3plus_rate_ci_low",
+    "m3plus_rate_ci_high",
+    "m3plus_rate_accounts",
+    "cap",
+    "meets_cap",
+    "utilisation",
+    "average_line",
+    "attrition_rate",
+    "charge_off_rate",
+]
 
 
 class StaticTuning(NamedTuple):
@@ -69,8 +91,10 @@ def select_under_cap(table: pd.DataFrame) -> int:
         return int(np.argmax(revenue))
     rates = table["m3plus_rate"].to_numpy(dtype=float)
     best = int(np.nanargmin(rates))
-    warnings.warn(f"no candidate meets the M3+ cap {table['cap'].iloc[0]:.4f}; choosing the lowest M3+ rate "
-                  f"({rates[best]:.4f})", stacklevel=3)
+    warnings.warn(
+        f"no candidate meets the M3+ cap {table['cap'].iloc[0]:.4f}; choosing the lowest M3+ rate ({rates[best]:.4f})",
+        stacklevel=3,
+    )
     return best
 
 
@@ -82,17 +106,23 @@ def _check_seeds(seeds: Sequence[int], holdout_seeds: Iterable[int]) -> list[int
     return seeds
 
 
-def _summary(policies: dict, config: Config, num_accounts: int, seeds: list[int], months: int | None,
-             progress: bool) -> pd.DataFrame:
+def _summary(
+    policies: dict, config: Config, num_accounts: int, seeds: list[int], months: int | None, progress: bool
+) -> pd.DataFrame:
     """The evaluation summary, one row per candidate in the order of ``policies``."""
-    summary = evaluate(policies, config, num_accounts, seeds, months=months, progress=progress,
-                       reference=None).summary
+    summary = evaluate(policies, config, num_accounts, seeds, months=months, progress=progress, reference=None).summary
     return summary.set_index("policy").loc[list(policies)].reset_index(drop=True)
 
 
-def tune_best_static(config: Config | str, seeds: Sequence[int], num_accounts: int,
-                     grid: Sequence[float] = DEFAULT_STATIC_GRID, progress: bool = True,
-                     holdout_seeds: Iterable[int] = (), months: int | None = None) -> StaticTuning:
+def tune_best_static(
+    config: Config | str,
+    seeds: Sequence[int],
+    num_accounts: int,
+    grid: Sequence[float] = DEFAULT_STATIC_GRID,
+    progress: bool = True,
+    holdout_seeds: Iterable[int] = (),
+    months: int | None = None,
+) -> StaticTuning:
     """Evaluate ``BestStatic(x)`` for every ``x`` in ``grid`` on tuning ``seeds`` and choose under the cap.
 
     Args:
@@ -116,8 +146,11 @@ def tune_best_static(config: Config | str, seeds: Sequence[int], num_accounts: i
     best = select_under_cap(table)
     table["chosen"] = np.arange(len(table)) == best
     if bool(table["meets_cap"].iloc[best]) and grid[best] == max(grid) and len(grid) > 1:
-        warnings.warn(f"the best static target {grid[best]:g} is the largest in the grid and meets the cap: "
-                      "revenue may keep rising beyond it; extend the grid", stacklevel=2)
+        warnings.warn(
+            f"the best static target {grid[best]:g} is the largest in the grid and meets the cap: "
+            "revenue may keep rising beyond it; extend the grid",
+            stacklevel=2,
+        )
     return StaticTuning(grid[best], table)
 
 
@@ -132,9 +165,16 @@ def sample_rule_params(rng: np.random.Generator) -> RuleParams:
     return RuleParams(**values)
 
 
-def tune_rule(config: Config | str, seeds: Sequence[int], num_accounts: int, n_trials: int = 40,
-              progress: bool = True, holdout_seeds: Iterable[int] = (), search_seed: int = 0,
-              months: int | None = None) -> RuleTuning:
+def tune_rule(
+    config: Config | str,
+    seeds: Sequence[int],
+    num_accounts: int,
+    n_trials: int = 40,
+    progress: bool = True,
+    holdout_seeds: Iterable[int] = (),
+    search_seed: int = 0,
+    months: int | None = None,
+) -> RuleTuning:
     """Random search over :class:`RuleParams` on tuning ``seeds``, choosing under the cap.
 
     Trial 0 is the default ``RuleParams()``; the others are drawn from :data:`RULE_SPACE` with a generator

@@ -11,10 +11,23 @@ from envs.credit_line_env import CreditLineContinuousEnv, CreditLineEnv
 from envs.portfolio import PortfolioVecEnv, make_portfolio
 from envs.simulator import Simulator
 
-for _env_id, _entry in (("CreditLine-v0", "envs.credit_line_env:CreditLineEnv"),
-                        ("CreditLineContinuous-v0", "envs.credit_line_env:CreditLineContinuousEnv")):
+for _env_id, _entry in (
+    ("CreditLine-v0", "envs.credit_line_env:CreditLineEnv"),
+    ("CreditLineContinuous-v0", "envs.credit_line_env:CreditLineContinuousEnv"),
+):
     if _env_id not in registry:
         register(id=_env_id, entry_point=_entry)
 
-__all__ = ["LIMIT_MULTIPLIERS", "HOLD_ACTION", "Config", "ConfigError", "available_presets", "load_config",
-           "CreditLineEnv", "CreditLineContinuousEnv", "PortfolioVecEnv", "make_portfolio", "Simulator"]
+__all__ = [
+    "LIMIT_MULTIPLIERS",
+    "HOLD_ACTION",
+    "Config",
+    "ConfigError",
+    "available_presets",
+    "load_config",
+    "CreditLineEnv",
+    "CreditLineContinuousEnv",
+    "PortfolioVecEnv",
+    "make_portfolio",
+    "Simulator",
+]

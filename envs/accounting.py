@@ -20,8 +20,14 @@ REWARD_COMPONENTS = (
 REVENUE_COMPONENTS = ("interest", "fees", "funding_cost", "credit_loss", "acquisition_cost")
 
 
-def expected_loss(p: SimParams, months_past_due: np.ndarray, score: np.ndarray, balance: np.ndarray,
-                  line: np.ndarray, late: np.ndarray | None = None) -> np.ndarray:
+def expected_loss(
+    p: SimParams,
+    months_past_due: np.ndarray,
+    score: np.ndarray,
+    balance: np.ndarray,
+    line: np.ndarray,
+    late: np.ndarray | None = None,
+) -> np.ndarray:
     """PD x LGD x EAD with EAD = drawn + CCF x undrawn (DOMAIN.md section 3) [CNY].
 
     Stage 1 (current) takes a 12-month PD from the behaviour score; M1-M2 (stage 2) and M3+ (default)

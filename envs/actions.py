@@ -21,7 +21,8 @@ def discrete_to_multiplier(actions: np.ndarray) -> np.ndarray:
         idx = idx.astype(np.int64)
     top = len(LIMIT_MULTIPLIERS) - 1
     out_of_range = lambda: ValueError(  # noqa: E731
-        f"discrete actions must be in [0, {top}], got {idx.min()}..{idx.max()}")
+        f"discrete actions must be in [0, {top}], got {idx.min()}..{idx.max()}"
+    )
     # take() rejects indices past the end itself; only what it would wrap needs a scan: negative indices,
     # and unsigned ones beyond the signed range
     if idx.size and ((idx.dtype.kind == "i" and idx.min() < 0) or (idx.dtype.kind == "u" and idx.max() > top)):

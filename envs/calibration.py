@@ -28,8 +28,9 @@ class SteadyState(NamedTuple):
     average_line: float  # [CNY]
 
 
-def steady_state(config: Config, num_accounts: int = 10_000, months: int = 120, burn_in: int = 60,
-                 seed: int = 0, runs: int = 8) -> SteadyState:
+def steady_state(
+    config: Config, num_accounts: int = 10_000, months: int = 120, burn_in: int = 60, seed: int = 0, runs: int = 8
+) -> SteadyState:
     """Hold every line and measure the book over ``months`` after ``burn_in`` months, pooled over runs.
 
     Each run has its own accounts and its own macro path (``macro.seed = seed + run``): the stress regime
@@ -45,8 +46,26 @@ def steady_state(config: Config, num_accounts: int = 10_000, months: int = 120, 
     """
     from envs.config import resolve_config
 
-    sums = dict.fromkeys(("m3_bal", "bal", "m3_acc", "open", "rev_util", "rev_n", "tra_util", "tra_n",
-                          "m1", "m1_to_m2", "income", "opening", "charged", "revenue", "line"), 0.0)
+    sums = dict.fromkeys(
+        (
+            "m3_bal",
+            "bal",
+            "m3_acc",
+            "open",
+            "rev_util",
+            "rev_n",
+            "tra_util",
+            "tra_n",
+            "m1",
+            "m1_to_m2",
+            "income",
+            "opening",
+            "charged",
+            "revenue",
+            "line",
+        ),
+        0.0,
+    )
     idx = np.arange(num_accounts)
     for run in range(runs):
         sim = Simulator(resolve_config(config, {"macro.seed": seed + run}), num_accounts)
@@ -103,8 +122,9 @@ def _accumulate(sim: Simulator, sums: dict[str, float], months: int, burn_in: in
             revolver[done] = sim.hidden_traits(done)["revolver"]
 
 
-def fit_risk_intercept(config: Config, target_m3plus: float, low: float = -9.0, high: float = -1.0,
-                       tolerance: float = 2e-4, **kwargs) -> tuple[float, SteadyState]:
+def fit_risk_intercept(
+    config: Config, target_m3plus: float, low: float = -9.0, high: float = -1.0, tolerance: float = 2e-4, **kwargs
+) -> tuple[float, SteadyState]:
     """Bisect ``default.risk_intercept`` until the steady-state M3+ rate is within ``tolerance`` of the target.
 
     The M3+ rate rises with the intercept (every account misses more often), so bisection converges; the
@@ -134,8 +154,13 @@ class LineResponse(NamedTuple):
     transactors: float
 
 
-def line_response(config: Config, num_accounts: int = 40_000, raise_by: float = 1.5,
-                  checkpoints: tuple[int, ...] = (3, 12, 36), seed: int = 0) -> list[LineResponse]:
+def line_response(
+    config: Config,
+    num_accounts: int = 40_000,
+    raise_by: float = 1.5,
+    checkpoints: tuple[int, ...] = (3, 12, 36),
+    seed: int = 0,
+) -> list[LineResponse]:
     """Debt response to a one-off line raise: a randomised trial on common random numbers.
 
     Two copies of one cohort are run from origination; in the treated copy every line is raised by
@@ -145,8 +170,15 @@ def line_response(config: Config, num_accounts: int = 40_000, raise_by: float = 
     """
     from envs.config import resolve_config
 
-    quiet = resolve_config(config, {"attrition.base_rate": 0.0, "attrition.cut_effect": 0.0,
-                                    "attrition.low_line_effect": 0.0, "attrition.apr_effect": 0.0})
+    quiet = resolve_config(
+        config,
+        {
+            "attrition.base_rate": 0.0,
+            "attrition.cut_effect": 0.0,
+            "attrition.low_line_effect": 0.0,
+            "attrition.apr_effect": 0.0,
+        },
+    )
     months = 2 + max(checkpoints)
     idx = np.arange(num_accounts)
     runs = []
@@ -169,11 +201,12 @@ def line_response(config: Config, num_accounts: int = 40_000, raise_by: float = 
         b1, l1, ok1 = treated[k]
         ok = ok0 & ok1 & (l1 > l0)
 
-        def ratio(mask: np.ndarray) -> float:
+        def ratio(mask: np.ndarray, ok=ok, b0=b0, b1=b1, l0=l0, l1=l1) -> float:
             m = ok & mask
             return float((b1[m] - b0[m]).sum() / (l1[m] - l0[m]).sum())
 
         everyone = np.ones_like(ok)
-        out.append(LineResponse(k, ratio(everyone), ratio(score < 560), ratio(score > 680), ratio(revolver),
-                                ratio(~revolver)))
+        out.append(
+            LineResponse(k, ratio(everyone), ratio(score < 560), ratio(score > 680), ratio(revolver), ratio(~revolver))
+        )
     return out

@@ -11,8 +11,9 @@ Units: money in CNY, rates per year unless the name says ``monthly``, probabilit
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal, Mapping
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -70,7 +71,7 @@ class ProductConfig(_Section):
     penalty_rate_multiplier: Annotated[float, Field(ge=1.0, le=3.0)]  # overdue interest / contract rate
 
     @model_validator(mode="after")
-    def _consistent(self) -> "ProductConfig":
+    def _consistent(self) -> ProductConfig:
         if self.apr_low > self.apr_high:
             raise ValueError(f"apr_low ({self.apr_low}) must not exceed apr_high ({self.apr_high})")
         if self.min_line > self.max_line:
@@ -102,7 +103,7 @@ class PopulationConfig(_Section):
     thin_file_score_noise: NonNegativeFloat
 
     @model_validator(mode="after")
-    def _consistent(self) -> "PopulationConfig":
+    def _consistent(self) -> PopulationConfig:
         _check_mix("age_mix", self.age_mix)
         _check_mix("city_mix", self.city_mix)
         for name in ("age_risk",):
@@ -236,8 +237,15 @@ def _deep_merge(base: dict[str, Any], update: Mapping[str, Any], where: str = ""
 
 
 # Mappings that are values (a mix replaces the whole mix), not sections to merge into.
-_LEAF_MAPPINGS = {"repayment_mix", "age_mix", "city_mix", "age_risk", "city_risk", "income_median",
-                  "job_loss_multiplier"}
+_LEAF_MAPPINGS = {
+    "repayment_mix",
+    "age_mix",
+    "city_mix",
+    "age_risk",
+    "city_risk",
+    "income_median",
+    "job_loss_multiplier",
+}
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
@@ -247,8 +255,9 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
         if not isinstance(node, dict) or key not in node:
             where = ".".join(keys[:depth]) or "the top level"
             allowed = sorted(node) if isinstance(node, dict) else []
-            raise ConfigError(f"unknown config key '{path}' (value {value!r}): no '{key}' in {where}; "
-                              f"allowed: {allowed}")
+            raise ConfigError(
+                f"unknown config key '{path}' (value {value!r}): no '{key}' in {where}; allowed: {allowed}"
+            )
         if depth == len(keys) - 1:
             node[key] = value
         else:

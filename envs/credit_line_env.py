@@ -105,8 +105,9 @@ class CreditLineEnv(gym.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, preset: str = "wechat", config: Config | None = None, render_mode: str | None = None,
-                 **overrides: Any):
+    def __init__(
+        self, preset: str = "wechat", config: Config | None = None, render_mode: str | None = None, **overrides: Any
+    ):
         self.config = resolve_config(config if config is not None else preset, overrides)
         self.render_mode = render_mode
         self.sim = Simulator(self.config, 1)
@@ -136,11 +137,16 @@ class CreditLineEnv(gym.Env):
             raise ValueError(f"expected one action for one account, got shape {np.shape(action)}: {action!r}")
         result = self.sim.step(self._multiplier(action))
         info = month_info(result, self.sim, 0)
-        info = {**info, "reward_components": {k: float(v) for k, v in info["reward_components"].items()},
-                "cost": float(info["cost"]), "balance": float(info["balance"]), "line": float(info["line"]),
-                "months_past_due": int(info["months_past_due"]), "revenue": float(info["revenue"])}
-        return (self._observe(), float(result.reward[0]), bool(result.terminated[0]),
-                bool(result.truncated[0]), info)
+        info = {
+            **info,
+            "reward_components": {k: float(v) for k, v in info["reward_components"].items()},
+            "cost": float(info["cost"]),
+            "balance": float(info["balance"]),
+            "line": float(info["line"]),
+            "months_past_due": int(info["months_past_due"]),
+            "revenue": float(info["revenue"]),
+        }
+        return (self._observe(), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info)
 
     def _observe(self) -> np.ndarray:
         return observe(self.sim.state, self.sim.stress, self.observation_space)[:, 0]
@@ -149,8 +155,9 @@ class CreditLineEnv(gym.Env):
 class CreditLineContinuousEnv(CreditLineEnv):
     """``CreditLine-v0`` with a ``Box(-1, 1, (1,))`` action for SAC / TD3; see :class:`CreditLineEnv`."""
 
-    def __init__(self, preset: str = "wechat", config: Config | None = None, render_mode: str | None = None,
-                 **overrides: Any):
+    def __init__(
+        self, preset: str = "wechat", config: Config | None = None, render_mode: str | None = None, **overrides: Any
+    ):
         super().__init__(preset, config, render_mode, **overrides)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
 

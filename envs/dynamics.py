@@ -70,8 +70,13 @@ def _round_to_hundreds_(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stress: bool,
-         new_accounts: np.ndarray | None = None) -> MonthResult:
+def step(
+    state: PortfolioState,
+    line_multiplier: np.ndarray,
+    p: SimParams,
+    stress: bool,
+    new_accounts: np.ndarray | None = None,
+) -> MonthResult:
     """Advance every account one month in place; ``line_multiplier`` scales each line before the month.
 
     ``new_accounts``, if the caller knows them, are the indices of the accounts in their first month
@@ -289,8 +294,9 @@ def step(state: PortfolioState, line_multiplier: np.ndarray, p: SimParams, stres
     s.months_since_line_change *= unchanged
     truncated = s.months_on_book >= cfg.env.horizon
     truncated &= ~terminated
-    return MonthResult(reward, components, revenue, cost, terminated, truncated, charged_off, closed,
-                       drawn, repaid, balance)
+    return MonthResult(
+        reward, components, revenue, cost, terminated, truncated, charged_off, closed, drawn, repaid, balance
+    )
 
 
 def _balloon_accounts(s: PortfolioState, instalment_months: int) -> np.ndarray:

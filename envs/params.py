@@ -8,7 +8,6 @@ import numpy as np
 
 from envs.config import AGE_BANDS, CHARGE_OFF_MONTHS, CITY_TIERS, REPAYMENT_MODES, Config
 
-
 NO_BALLOON = 2**30  # months_to_balloon of an account that never owes its principal at once
 
 
@@ -43,12 +42,15 @@ class SimParams:
     first_balloon: np.ndarray  # months_to_balloon of a new account, by repayment mode
 
     @classmethod
-    def from_config(cls, config: Config) -> "SimParams":
+    def from_config(cls, config: Config) -> SimParams:
         pop, prod = config.population, config.product
         term = prod.instalment_months
-        share = {"revolving": prod.revolving_min_payment, "equal_principal": 1.0 / term,
-                 # interest-first owes nothing until maturity; the dynamics bill the balloon then
-                 "interest_first": 0.0}
+        share = {
+            "revolving": prod.revolving_min_payment,
+            "equal_principal": 1.0 / term,
+            # interest-first owes nothing until maturity; the dynamics bill the balloon then
+            "interest_first": 0.0,
+        }
         cure = np.zeros(CHARGE_OFF_MONTHS + 1)
         cure[1:CHARGE_OFF_MONTHS] = config.delinquency.cure_rates
         pd = np.ones(CHARGE_OFF_MONTHS + 1)
@@ -68,8 +70,9 @@ class SimParams:
             attrition_logit=_logit(config.attrition.base_rate),
             has_interest_first=prod.repayment_mix.get("interest_first", 0.0) > 0,
             job_loss_rate=_job_loss_rates(config),
-            first_balloon=np.array([term if m == "interest_first" else NO_BALLOON for m in REPAYMENT_MODES],
-                                   dtype=np.int32),
+            first_balloon=np.array(
+                [term if m == "interest_first" else NO_BALLOON for m in REPAYMENT_MODES], dtype=np.int32
+            ),
         )
 
 

@@ -67,8 +67,16 @@ def draw_applicants(key: np.ndarray, p: SimParams) -> Applicants:
     lo_t, hi_t = pop.transactor_utilisation
     target = np.where(revolver, lo_r + (hi_r - lo_r) * u[8], lo_t + (hi_t - lo_t) * u[8])
     beh = cfg.behaviour
-    constraint = 1 / (1 + np.exp(-(beh.constraint_intercept + beh.constraint_risk_slope * risk
-                                   + beh.constraint_need_slope * np.log(need / line))))
+    constraint = 1 / (
+        1
+        + np.exp(
+            -(
+                beh.constraint_intercept
+                + beh.constraint_risk_slope * risk
+                + beh.constraint_need_slope * np.log(need / line)
+            )
+        )
+    )
     constraint = np.where(revolver, constraint, 0.0)  # transactors' borrowing does not follow the line
     mode = draw_category(p.mode_cdf, u[9])
     return Applicants(age, city, thin, risk, income, need, revolver, target, constraint, score, line, apr, mode)

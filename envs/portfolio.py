@@ -23,7 +23,6 @@ from envs.observation import observation_space, observe
 from envs.simulator import Simulator
 
 
-
 class _NoInfo(dict):
     """The info of an account that did not end this step: empty, shared by all such accounts, read-only.
 
@@ -35,8 +34,10 @@ class _NoInfo(dict):
     __slots__ = ()
 
     def _read_only(self, *args: Any, **kwargs: Any) -> None:
-        raise TypeError("this account did not end this step: its info is a shared read-only empty dict; "
-                        "per-account values are in venv.last_info")
+        raise TypeError(
+            "this account did not end this step: its info is a shared read-only empty dict; "
+            "per-account values are in venv.last_info"
+        )
 
     __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only
 
@@ -58,7 +59,8 @@ class PortfolioVecEnv(VecEnv):
 
     After each step, ``last_info`` is a dict of arrays of shape ``(num_accounts,)`` with the keys of the
     single env's info (``reward_components`` a dict of such arrays), describing the month just simulated
-    (before any replacement); ``reward_components["operating_cost"]`` is a read-only row of one value. The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
+    (before any replacement); ``reward_components["operating_cost"]`` is a read-only row of one value.
+    The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
     carry only what SB3 needs: a dict with ``terminal_observation`` and ``TimeLimit.truncated`` for each
     account that ended, and for the others one shared read-only empty dict (writing into it raises).
     """
@@ -68,8 +70,11 @@ class PortfolioVecEnv(VecEnv):
         self.sim = Simulator(config, num_accounts)
         self.continuous = continuous
         self.render_mode = None
-        action_space = (spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32) if continuous
-                        else spaces.Discrete(len(LIMIT_MULTIPLIERS)))
+        action_space = (
+            spaces.Box(-1.0, 1.0, shape=(1,), dtype=np.float32)
+            if continuous
+            else spaces.Discrete(len(LIMIT_MULTIPLIERS))
+        )
         super().__init__(num_accounts, observation_space(config), action_space)
         self._all = np.arange(num_accounts)
         self._actions: np.ndarray | None = None
@@ -108,8 +113,12 @@ class PortfolioVecEnv(VecEnv):
         result = self.sim.step(multiplier)
         info = month_info(result, self.sim)
         # renew() below overwrites the state arrays in place: keep the month's values
-        self.last_info = {**info, "balance": info["balance"].copy(), "line": info["line"].copy(),
-                          "months_past_due": info["months_past_due"].copy()}
+        self.last_info = {
+            **info,
+            "balance": info["balance"].copy(),
+            "line": info["line"].copy(),
+            "months_past_due": info["months_past_due"].copy(),
+        }
         dones = result.terminated | result.truncated
         done_idx = np.flatnonzero(dones)
         # The last observation of each account that ended, then its replacement, then everyone's.
@@ -168,7 +177,8 @@ class StepInfos(Sequence):
             collecting = gc.isenabled()
             gc.disable()
             try:
-                for i, final_obs, truncated in zip(self._ended.tolist(), self._terminal, self._truncated.tolist()):
+                ended = zip(self._ended.tolist(), self._terminal, self._truncated.tolist(), strict=True)
+                for i, final_obs, truncated in ended:
                     items[i] = {"terminal_observation": final_obs, "TimeLimit.truncated": truncated}
             finally:
                 if collecting:
@@ -192,8 +202,13 @@ class StepInfos(Sequence):
         return list, (self._built(),)
 
 
-def make_portfolio(preset: str | Config = "wechat", num_accounts: int = 1000, seed: int | None = None,
-                   continuous: bool = False, **overrides: Any) -> PortfolioVecEnv:
+def make_portfolio(
+    preset: str | Config = "wechat",
+    num_accounts: int = 1000,
+    seed: int | None = None,
+    continuous: bool = False,
+    **overrides: Any,
+) -> PortfolioVecEnv:
     """A ``VecEnv`` over ``num_accounts`` accounts of a preset.
 
     Args:

@@ -81,7 +81,8 @@ class Simulator:
         """The macro regime of a calendar month: a two-state Markov chain keyed on ``macro.seed``."""
         mac = self.config.macro
         if mac.forced_stress_start is not None and (
-                mac.forced_stress_start <= month < mac.forced_stress_start + mac.forced_stress_months):
+            mac.forced_stress_start <= month < mac.forced_stress_start + mac.forced_stress_months
+        ):
             return True
         if month == 0:
             return False

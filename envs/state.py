@@ -63,26 +63,45 @@ class PortfolioState:
     provision: np.ndarray  # [CNY] expected-loss allowance held
 
     @classmethod
-    def empty(cls, num_accounts: int) -> "PortfolioState":
+    def empty(cls, num_accounts: int) -> PortfolioState:
         n = num_accounts
         floats = lambda: np.zeros(n)  # noqa: E731
         hazard = lambda: np.zeros(n, np.float32)  # noqa: E731
         return cls(
-            seed=np.zeros(n, np.uint64), episode=np.zeros(n, np.int64), key=np.zeros(n, np.uint64),
+            seed=np.zeros(n, np.uint64),
+            episode=np.zeros(n, np.int64),
+            key=np.zeros(n, np.uint64),
             stream=np.zeros(n, np.uint64),
             adapted_line=floats(),
-            unemployed=np.zeros(n, bool), closing=np.zeros(n, bool), job_loss_rate=hazard(),
-            miss_logit_base=hazard(), burden_per_cny=hazard(),
-            miss_per_cny=hazard(), target_balance=floats(), line_response=floats(),
-            attrition_logit_base=hazard(), log_need=hazard(),
-            need_headroom=floats(), age_band=np.zeros(n, np.int8), city_tier=np.zeros(n, np.int8),
-            thin_file=np.zeros(n, bool), repayment_mode=np.zeros(n, np.int8),
-            scheduled_share=floats(), apr=floats(), monthly_rate=floats(),
-            origination_score=hazard(), origination_line=floats(), line=floats(), balance=floats(),
-            months_past_due=np.zeros(n, np.int8), months_on_book=np.zeros(n, np.int32),
-            months_since_line_change=np.zeros(n, np.int32), months_since_cut=np.zeros(n, np.int32),
+            unemployed=np.zeros(n, bool),
+            closing=np.zeros(n, bool),
+            job_loss_rate=hazard(),
+            miss_logit_base=hazard(),
+            burden_per_cny=hazard(),
+            miss_per_cny=hazard(),
+            target_balance=floats(),
+            line_response=floats(),
+            attrition_logit_base=hazard(),
+            log_need=hazard(),
+            need_headroom=floats(),
+            age_band=np.zeros(n, np.int8),
+            city_tier=np.zeros(n, np.int8),
+            thin_file=np.zeros(n, bool),
+            repayment_mode=np.zeros(n, np.int8),
+            scheduled_share=floats(),
+            apr=floats(),
+            monthly_rate=floats(),
+            origination_score=hazard(),
+            origination_line=floats(),
+            line=floats(),
+            balance=floats(),
+            months_past_due=np.zeros(n, np.int8),
+            months_on_book=np.zeros(n, np.int32),
+            months_since_line_change=np.zeros(n, np.int32),
+            months_since_cut=np.zeros(n, np.int32),
             months_to_balloon=np.zeros(n, np.int32),
-            missed_payments=hazard(), score=hazard(),
+            missed_payments=hazard(),
+            score=hazard(),
             payment_ratios=np.ones((PAYMENT_LAGS, n), np.float32),
             provision=floats(),
         )
@@ -93,5 +112,5 @@ class PortfolioState:
     def field_names(self) -> list[str]:
         return [f.name for f in fields(self)]
 
-    def copy(self) -> "PortfolioState":
+    def copy(self) -> PortfolioState:
         return PortfolioState(**{name: getattr(self, name).copy() for name in self.field_names()})

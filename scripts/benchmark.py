@@ -31,8 +31,9 @@ import envs  # noqa: E402
 from envs.config import ConfigError  # noqa: E402
 
 
-def _timed_steps(venv, steps: int, num_envs: int, seed: int, hold: bool = False,
-                 read_infos: bool = False) -> tuple[float, float]:
+def _timed_steps(
+    venv, steps: int, num_envs: int, seed: int, hold: bool = False, read_infos: bool = False
+) -> tuple[float, float]:
     """Wall and CPU seconds for ``steps`` steps with random line actions (drawn before timing), or holding.
 
     Random actions are the harsh case: random cuts make about 5% of accounts close each month, and every
@@ -54,8 +55,9 @@ def _timed_steps(venv, steps: int, num_envs: int, seed: int, hold: bool = False,
     return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def batched(preset: str, accounts: int, steps: int, hold: bool = False,
-            read_infos: bool = False) -> tuple[float, float]:
+def batched(
+    preset: str, accounts: int, steps: int, hold: bool = False, read_infos: bool = False
+) -> tuple[float, float]:
     venv = envs.make_portfolio(preset, accounts, seed=0)
     wall, cpu = _timed_steps(venv, steps, accounts, 1, hold, read_infos)
     return accounts * (steps - 1) / wall, accounts * (steps - 1) / cpu
@@ -102,8 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accounts", type=int, default=100_000, help="portfolio size for speed (default 100000)")
     parser.add_argument("--steps", type=int, default=50, help="months simulated per measurement (default 50)")
     parser.add_argument("--single-envs", type=int, default=64, help="single envs in the DummyVecEnv (default 64)")
-    parser.add_argument("--memory-accounts", type=int, default=1_000_000,
-                        help="portfolio size for the memory check (default 1000000; 0 skips it)")
+    parser.add_argument(
+        "--memory-accounts",
+        type=int,
+        default=1_000_000,
+        help="portfolio size for the memory check (default 1000000; 0 skips it)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement, best reported (default 3)")
     parser.add_argument("--write", type=Path, help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
@@ -116,16 +122,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 
-    best = lambda runs: tuple(max(values) for values in zip(*runs))  # noqa: E731  (rates: higher is better)
-    print(f"timing make_portfolio({args.preset!r}, {args.accounts}) over {args.steps} months, "
-          f"best of {args.repeats} ...", flush=True)
+    best = lambda runs: tuple(max(values) for values in zip(*runs, strict=False))  # noqa: E731  (rates: higher is better)
+    print(
+        f"timing make_portfolio({args.preset!r}, {args.accounts}) over {args.steps} months, best of {args.repeats} ...",
+        flush=True,
+    )
     fast_wall, fast_cpu = best(batched(args.preset, args.accounts, args.steps) for _ in range(args.repeats))
-    _, sb3_cpu = best(batched(args.preset, args.accounts, args.steps, read_infos=True)
-                      for _ in range(args.repeats))
-    hold_wall, hold_cpu = best(batched(args.preset, args.accounts, args.steps, hold=True)
-                               for _ in range(args.repeats))
-    _, hold_sb3_cpu = best(batched(args.preset, args.accounts, args.steps, hold=True, read_infos=True)
-                           for _ in range(args.repeats))
+    _, sb3_cpu = best(batched(args.preset, args.accounts, args.steps, read_infos=True) for _ in range(args.repeats))
+    hold_wall, hold_cpu = best(batched(args.preset, args.accounts, args.steps, hold=True) for _ in range(args.repeats))
+    _, hold_sb3_cpu = best(
+        batched(args.preset, args.accounts, args.steps, hold=True, read_infos=True) for _ in range(args.repeats)
+    )
     core_cpu = max(core_only(args.preset, args.accounts, args.steps) for _ in range(args.repeats))
     print(f"timing DummyVecEnv of {args.single_envs} CreditLine-v0 envs over {args.steps} months ...", flush=True)
     slow_wall, slow_cpu = best(per_account(args.preset, args.single_envs, args.steps) for _ in range(args.repeats))
@@ -151,9 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         args.write.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=args.write.parent, delete=False, suffix=".tmp") as tmp:
-            tmp.write(f"Printed by `python scripts/benchmark.py --write {args.write}` "
-                      f"({os.cpu_count()} CPUs, numpy {np.__version__}; best of {args.repeats} runs per figure)."
-                      f"\n\n{table}\n")
+            tmp.write(
+                f"Printed by `python scripts/benchmark.py --write {args.write}` "
+                f"({os.cpu_count()} CPUs, numpy {np.__version__}; best of {args.repeats} runs per figure)."
+                f"\n\n{table}\n"
+            )
         os.replace(tmp.name, args.write)
     return 0
 

@@ -29,8 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         for name in tqdm(presets, desc="fitting"):
             cfg = load_config(name)
             value, result = fit_risk_intercept(cfg, cfg.env.m3plus_cap)
-            tqdm.write(f"{name}: default.risk_intercept = {value}  (M3+ {result.m3plus_rate:.2%}, "
-                       f"target {cfg.env.m3plus_cap:.2%})")
+            tqdm.write(
+                f"{name}: default.risk_intercept = {value}  (M3+ {result.m3plus_rate:.2%}, "
+                f"target {cfg.env.m3plus_cap:.2%})"
+            )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -26,12 +26,19 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agents.cli import (add_budget_args, add_config_args, add_output_args, config_from_args,  # noqa: E402
-                        name_list, positive_int, run_main)
+from agents.cli import (  # noqa: E402
+    add_budget_args,
+    add_config_args,
+    add_output_args,
+    config_from_args,
+    name_list,
+    positive_int,
+    run_main,
+)
 from envs.config import parse_override  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
@@ -39,40 +46,81 @@ CONSTRAINTS = ("pid", "fixed", "none")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="compare.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="compare.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_args(parser)
     agents = parser.add_argument_group("agents")
-    agents.add_argument("--algos", type=name_list(ALGOS), default=["ppo"],
-                        help=f"comma-separated algorithms to train, from {', '.join(ALGOS)} (default: ppo; "
-                             "sac acts on the continuous-line variant)")
-    agents.add_argument("--timesteps", type=positive_int, default=None,
-                        help="training budget per algorithm [account-months] (default: configs/agents/<algo>.yaml)")
-    agents.add_argument("--train-accounts", type=positive_int, default=None,
-                        help="accounts (parallel envs) during training (default: configs/agents/<algo>.yaml)")
-    agents.add_argument("--agent-set", dest="agent_overrides", metavar="KEY=VALUE", action="append", default=[],
-                        help="override an agent setting of configs/agents/<algo>.yaml, e.g. --agent-set "
-                             "hyperparameters.learning_rate=0.0001 (every algorithm) or --agent-set "
-                             "ppo.hyperparameters.batch_size=512 (one); repeatable")
-    agents.add_argument("--constraint", choices=CONSTRAINTS, default="pid",
-                        help="how training handles the M3+ cap: PID-Lagrangian multiplier, a fixed penalty, "
-                             "or none (default: pid)")
+    agents.add_argument(
+        "--algos",
+        type=name_list(ALGOS),
+        default=["ppo"],
+        help=f"comma-separated algorithms to train, from {', '.join(ALGOS)} (default: ppo; "
+        "sac acts on the continuous-line variant)",
+    )
+    agents.add_argument(
+        "--timesteps",
+        type=positive_int,
+        default=None,
+        help="training budget per algorithm [account-months] (default: configs/agents/<algo>.yaml)",
+    )
+    agents.add_argument(
+        "--train-accounts",
+        type=positive_int,
+        default=None,
+        help="accounts (parallel envs) during training (default: configs/agents/<algo>.yaml)",
+    )
+    agents.add_argument(
+        "--agent-set",
+        dest="agent_overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override an agent setting of configs/agents/<algo>.yaml, e.g. --agent-set "
+        "hyperparameters.learning_rate=0.0001 (every algorithm) or --agent-set "
+        "ppo.hyperparameters.batch_size=512 (one); repeatable",
+    )
+    agents.add_argument(
+        "--constraint",
+        choices=CONSTRAINTS,
+        default="pid",
+        help="how training handles the M3+ cap: PID-Lagrangian multiplier, a fixed penalty, or none (default: pid)",
+    )
     source = agents.add_mutually_exclusive_group()
-    source.add_argument("--load", type=Path, metavar="RUN_DIR", default=None,
-                        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training")
+    source.add_argument(
+        "--load",
+        type=Path,
+        metavar="RUN_DIR",
+        default=None,
+        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training",
+    )
     source.add_argument("--no-train", action="store_true", help="compare the baselines only")
-    source.add_argument("--resume", action="store_true",
-                        help="continue training in an existing run folder --name from its last checkpoint")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="start afresh in an existing run folder --name; the old folder is first renamed "
-                             "<name>.previous (replacing an older one), so nothing is lost if this run stops")
+    source.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue training in an existing run folder --name from its last checkpoint",
+    )
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh in an existing run folder --name; the old folder is first renamed "
+        "<name>.previous (replacing an older one), so nothing is lost if this run stops",
+    )
     baselines = parser.add_argument_group("baseline tuning")
     # Seeds carry the macro path, the largest source of spread in the M3+ rate: tuning against the cap on
     # a few seeds picks whichever multiplier their macro luck allows, so the defaults use several.
-    baselines.add_argument("--tune-seeds", type=positive_int, default=8,
-                           help="number of tuning seeds for the best static multiplier and the rule (default: 8)")
-    baselines.add_argument("--rule-trials", type=positive_int, default=None,
-                           help="rule parameter sets tried (default: agents.tuning's default)")
+    baselines.add_argument(
+        "--tune-seeds",
+        type=positive_int,
+        default=8,
+        help="number of tuning seeds for the best static multiplier and the rule (default: 8)",
+    )
+    baselines.add_argument(
+        "--rule-trials",
+        type=positive_int,
+        default=None,
+        help="rule parameter sets tried (default: agents.tuning's default)",
+    )
     add_budget_args(parser, accounts=4000, eval_seeds=10)
     add_output_args(parser)
     return parser
@@ -85,8 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The library, imported only once the input is known to be good (torch takes seconds to import).
     from agents.evaluation import evaluate, split_seeds
     from agents.policies import BestStatic, RandomPolicy, RuleBased, StaticHold
-    from agents.results import (RunFolder, collect_metadata, default_run_name, format_summary, write_baselines,
-                                write_evaluation)
+    from agents.results import (
+        RunFolder,
+        collect_metadata,
+        default_run_name,
+        format_summary,
+        write_baselines,
+        write_evaluation,
+    )
     from agents.tuning import tune_best_static, tune_rule
 
     progress = not args.no_progress
@@ -133,31 +187,61 @@ def main(argv: Sequence[str] | None = None) -> int:
         for algo in train_algos:
             print(f"training {algo} ({args.constraint} constraint) -> {run.agents_dir / algo}", file=sys.stderr)
             kwargs = {} if args.timesteps is None else {"total_timesteps": args.timesteps}
-            train(algo, config, run.path, seed=seeds.training[0], num_accounts=args.train_accounts,
-                  agent_overrides=agent_overrides[algo] or None, constraint=args.constraint, resume=args.resume,
-                  progress=progress, **kwargs)
+            train(
+                algo,
+                config,
+                run.path,
+                seed=seeds.training[0],
+                num_accounts=args.train_accounts,
+                agent_overrides=agent_overrides[algo] or None,
+                constraint=args.constraint,
+                resume=args.resume,
+                progress=progress,
+                **kwargs,
+            )
             agents[algo] = load_agent(run.path, algo)  # what was saved, normalisation included
 
         print(f"tuning baselines on seeds {list(seeds.tuning)}", file=sys.stderr)
-        x, static_table = tune_best_static(config, seeds.tuning, args.accounts, progress=progress,
-                                           holdout_seeds=seeds.evaluation)
+        x, static_table = tune_best_static(
+            config, seeds.tuning, args.accounts, progress=progress, holdout_seeds=seeds.evaluation
+        )
         rule_kwargs = {} if args.rule_trials is None else {"n_trials": args.rule_trials}
-        rule_params, rule_table = tune_rule(config, seeds.tuning, args.accounts, progress=progress,
-                                            holdout_seeds=seeds.evaluation, search_seed=args.seed, **rule_kwargs)
+        rule_params, rule_table = tune_rule(
+            config,
+            seeds.tuning,
+            args.accounts,
+            progress=progress,
+            holdout_seeds=seeds.evaluation,
+            search_seed=args.seed,
+            **rule_kwargs,
+        )
         write_baselines(run, x, rule_params)
         run.write_metrics("tuning_best_static", static_table)
         run.write_metrics("tuning_rule", rule_table)
 
-        policies = {"static_hold": StaticHold(), "best_static": BestStatic(x), "rule": RuleBased(rule_params),
-                    "random": RandomPolicy(args.seed), **agents}
+        policies = {
+            "static_hold": StaticHold(),
+            "best_static": BestStatic(x),
+            "rule": RuleBased(rule_params),
+            "random": RandomPolicy(args.seed),
+            **agents,
+        }
         print(f"evaluating {len(policies)} policies on seeds {list(seeds.evaluation)}", file=sys.stderr)
         evaluation = evaluate(policies, config, args.accounts, seeds.evaluation, progress=progress)
         agents_dir = args.load / "agents" if args.load is not None else run.agents_dir
-        write_evaluation(run, evaluation, config.env.m3plus_cap, title=config.name, static_table=static_table,
-                         agents_dir=agents_dir if agents else None)
+        write_evaluation(
+            run,
+            evaluation,
+            config.env.m3plus_cap,
+            title=config.name,
+            static_table=static_table,
+            agents_dir=agents_dir if agents else None,
+        )
 
-    print(f"\n{config.name}: {args.accounts} accounts x {len(seeds.evaluation)} evaluation seeds, "
-          f"{config.env.horizon} months; best static x{x:g}; M3+ cap {config.env.m3plus_cap:.2%}")
+    print(
+        f"\n{config.name}: {args.accounts} accounts x {len(seeds.evaluation)} evaluation seeds, "
+        f"{config.env.horizon} months; best static x{x:g}; M3+ cap {config.env.m3plus_cap:.2%}"
+    )
     print(format_summary(evaluation.summary))
     print(f"\nwritten to {run.path}")
     return 0
@@ -190,8 +274,10 @@ def _check_resumable(run_dir: Path, config) -> dict | None:
         now = _flatten(config.to_dict())
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
-            raise ValueError(f"cannot resume {run_dir} with another env config; differing keys: {changed[:10]} "
-                             f"(resume with the run's own settings: --preset {saved})")
+            raise ValueError(
+                f"cannot resume {run_dir} with another env config; differing keys: {changed[:10]} "
+                f"(resume with the run's own settings: --preset {saved})"
+            )
     previous = run_dir / "metadata.json"
     return json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else None
 
@@ -214,8 +300,10 @@ def _loaded_training_seeds(run_dir: Path, seeds) -> tuple[int, ...]:
 
     path = run_dir / "seeds.json"
     if not path.is_file():
-        print(f"warning: {path} not found; cannot check that the loaded agents never trained on the "
-              "evaluation seeds", file=sys.stderr)
+        print(
+            f"warning: {path} not found; cannot check that the loaded agents never trained on the evaluation seeds",
+            file=sys.stderr,
+        )
         return ()
     trained = tuple(int(s) for s in json.loads(path.read_text(encoding="utf-8")).get("train", []))
     check_disjoint(training=trained, tuning=seeds.tuning, evaluation=seeds.evaluation)

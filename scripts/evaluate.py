@@ -23,35 +23,58 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agents.cli import (add_budget_args, add_config_args, add_output_args, config_from_args,  # noqa: E402
-                        name_list, run_main)
+from agents.cli import add_budget_args, add_config_args, add_output_args, config_from_args, name_list, run_main  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
 BASELINES = ("static_hold", "best_static", "rule", "random")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evaluate.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_args(parser, default_preset=None)
     policies = parser.add_argument_group("policies")
-    policies.add_argument("--run", type=Path, metavar="RUN_DIR", default=None,
-                          help="run folder with trained agents (agents/<algo>/model.zip) and, if tuned, "
-                               "baselines.json")
-    policies.add_argument("--algos", type=name_list(ALGOS), default=None,
-                          help="agents to load from --run (default: every agent found there)")
-    policies.add_argument("--baselines", type=name_list(BASELINES), default=list(BASELINES),
-                          help=f"baselines to evaluate, comma-separated (default: {','.join(BASELINES)})")
-    policies.add_argument("--best-static", type=float, default=None, metavar="X",
-                          help="best-static line multiplier (default: from --run's baselines.json)")
-    policies.add_argument("--rule-params", type=Path, default=None, metavar="FILE",
-                          help="JSON or YAML mapping of RuleParams fields (default: from --run's baselines.json)")
+    policies.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        default=None,
+        help="run folder with trained agents (agents/<algo>/model.zip) and, if tuned, baselines.json",
+    )
+    policies.add_argument(
+        "--algos",
+        type=name_list(ALGOS),
+        default=None,
+        help="agents to load from --run (default: every agent found there)",
+    )
+    policies.add_argument(
+        "--baselines",
+        type=name_list(BASELINES),
+        default=list(BASELINES),
+        help=f"baselines to evaluate, comma-separated (default: {','.join(BASELINES)})",
+    )
+    policies.add_argument(
+        "--best-static",
+        type=float,
+        default=None,
+        metavar="X",
+        help="best-static line multiplier (default: from --run's baselines.json)",
+    )
+    policies.add_argument(
+        "--rule-params",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON or YAML mapping of RuleParams fields (default: from --run's baselines.json)",
+    )
     add_budget_args(parser, accounts=2000, eval_seeds=5)
     add_output_args(parser)
     return parser
@@ -99,8 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from agents.evaluation import evaluate, split_seeds
     from agents.policies import BestStatic, RandomPolicy, RuleBased, StaticHold
-    from agents.results import (RunFolder, collect_metadata, default_run_name, format_summary, read_baselines,
-                                write_evaluation)
+    from agents.results import (
+        RunFolder,
+        collect_metadata,
+        default_run_name,
+        format_summary,
+        read_baselines,
+        write_evaluation,
+    )
 
     tuned = read_baselines(args.run) if args.run is not None else {}
     policies: dict[str, Any] = {}
@@ -110,8 +139,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif baseline == "best_static":
             x = args.best_static if args.best_static is not None else tuned.get("best_static", {}).get("x")
             if x is None:
-                raise ValueError("best_static needs its multiplier: pass --best-static X, or --run a folder "
-                                 "whose baselines.json has it (or drop it from --baselines)")
+                raise ValueError(
+                    "best_static needs its multiplier: pass --best-static X, or --run a folder "
+                    "whose baselines.json has it (or drop it from --baselines)"
+                )
             policies["best_static"] = BestStatic(x)
         elif baseline == "rule":
             if args.rule_params is not None:
@@ -154,13 +185,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.write_config(config)
         run.write_seeds(train=used.get("train", []), tune=used.get("tune", []), eval=seeds)
         print(f"evaluating {list(policies)} on seeds {list(seeds)}", file=sys.stderr)
-        evaluation = evaluate(policies, config, args.accounts, seeds, progress=not args.no_progress,
-                              reference="best_static" if "best_static" in policies else None)
-        write_evaluation(run, evaluation, config.env.m3plus_cap, title=config.name,
-                         agents_dir=args.run / "agents" if args.run is not None else None)
+        evaluation = evaluate(
+            policies,
+            config,
+            args.accounts,
+            seeds,
+            progress=not args.no_progress,
+            reference="best_static" if "best_static" in policies else None,
+        )
+        write_evaluation(
+            run,
+            evaluation,
+            config.env.m3plus_cap,
+            title=config.name,
+            agents_dir=args.run / "agents" if args.run is not None else None,
+        )
 
-    print(f"\n{config.name}: {args.accounts} accounts x {len(seeds)} evaluation seeds, {config.env.horizon} months; "
-          f"M3+ cap {config.env.m3plus_cap:.2%}")
+    print(
+        f"\n{config.name}: {args.accounts} accounts x {len(seeds)} evaluation seeds, {config.env.horizon} months; "
+        f"M3+ cap {config.env.m3plus_cap:.2%}"
+    )
     print(format_summary(evaluation.summary))
     print(f"\nwritten to {run.path}")
     return 0
@@ -172,7 +216,7 @@ def _after(seeds: Sequence[int], used: dict[str, Any]) -> tuple[int, ...]:
     run_eval = [int(s) for s in used.get("eval", [])]
     extra = len(seeds) - len(run_eval)
     if extra <= 0:
-        return tuple(run_eval[:len(seeds)])
+        return tuple(run_eval[: len(seeds)])
     start = max((int(s) for key in ("train", "tune", "eval") for s in used.get(key, [])), default=-1) + 1
     return (*run_eval, *range(start, start + extra))
 

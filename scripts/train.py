@@ -26,12 +26,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agents.cli import (add_config_args, add_output_args, config_from_args, non_negative_int,  # noqa: E402
-                        positive_int, run_main)
+from agents.cli import add_config_args, add_output_args, config_from_args, non_negative_int, positive_int, run_main  # noqa: E402
 from envs.config import ConfigError, load_config, parse_override  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
@@ -40,28 +39,59 @@ DEFAULT_SEED = 1000  # training seeds from 1000 up: far from the evaluation seed
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="train.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     add_config_args(parser)
     agent = parser.add_argument_group("agent")
-    agent.add_argument("--algo", type=str.lower, choices=ALGOS, default="ppo",
-                       help=f"learning algorithm: {', '.join(ALGOS)} (default: ppo)")
-    agent.add_argument("--constraint", choices=CONSTRAINTS, default="pid",
-                       help="how training handles the M3+ cap (default: pid, see above)")
-    agent.add_argument("--timesteps", type=positive_int, default=None,
-                       help="training budget [account-months], counted from 0 also with --resume "
-                            "(default: training.total_timesteps of configs/agents/<algo>.yaml)")
-    agent.add_argument("--accounts", type=positive_int, default=None,
-                       help="accounts in the training portfolio = parallel envs (default: training.num_accounts)")
-    agent.add_argument("--seed", type=non_negative_int, default=DEFAULT_SEED,
-                       help=f"training seed: accounts, macro path and network initialisation; keep it apart "
-                            f"from evaluation seeds (default: {DEFAULT_SEED})")
-    agent.add_argument("--agent-set", dest="agent_overrides", metavar="KEY=VALUE", action="append", default=[],
-                       help="override an agent config value, e.g. --agent-set hyperparameters.gamma=0.99 or "
-                            "--agent-set n_steps=64; repeatable; the value is read as YAML")
-    agent.add_argument("--resume", action="store_true",
-                       help="continue the run folder --name from its last checkpoint (step count, observation "
-                            "statistics and lambda restored; its own config is used)")
+    agent.add_argument(
+        "--algo",
+        type=str.lower,
+        choices=ALGOS,
+        default="ppo",
+        help=f"learning algorithm: {', '.join(ALGOS)} (default: ppo)",
+    )
+    agent.add_argument(
+        "--constraint",
+        choices=CONSTRAINTS,
+        default="pid",
+        help="how training handles the M3+ cap (default: pid, see above)",
+    )
+    agent.add_argument(
+        "--timesteps",
+        type=positive_int,
+        default=None,
+        help="training budget [account-months], counted from 0 also with --resume "
+        "(default: training.total_timesteps of configs/agents/<algo>.yaml)",
+    )
+    agent.add_argument(
+        "--accounts",
+        type=positive_int,
+        default=None,
+        help="accounts in the training portfolio = parallel envs (default: training.num_accounts)",
+    )
+    agent.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=DEFAULT_SEED,
+        help=f"training seed: accounts, macro path and network initialisation; keep it apart "
+        f"from evaluation seeds (default: {DEFAULT_SEED})",
+    )
+    agent.add_argument(
+        "--agent-set",
+        dest="agent_overrides",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override an agent config value, e.g. --agent-set hyperparameters.gamma=0.99 or "
+        "--agent-set n_steps=64; repeatable; the value is read as YAML",
+    )
+    agent.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run folder --name from its last checkpoint (step count, observation "
+        "statistics and lambda restored; its own config is used)",
+    )
     add_output_args(parser)
     return parser
 
@@ -73,40 +103,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.name is None:
             raise ValueError("--resume needs the --name of the run folder to continue")
         if args.overrides or agent_overrides:
-            raise ConfigError("--resume continues a run with its saved configs; --set and --agent-set "
-                              "cannot change them")
+            raise ConfigError(
+                "--resume continues a run with its saved configs; --set and --agent-set cannot change them"
+            )
         config = load_config(args.out / args.name / "config.yaml")
     else:
         config = config_from_args(args)
 
     # Heavy imports (torch, SB3) only once the input is known to be good.
-    from agents.results import RunFolder, collect_metadata, default_run_name
     from agents.agent_config import load_agent_config
+    from agents.results import RunFolder, collect_metadata, default_run_name
     from agents.training import train
 
     if not args.resume:
         load_agent_config(args.algo, config.name, agent_overrides)  # a bad --agent-set fails before any folder
-    run = RunFolder.create(args.out, args.name or default_run_name(config.name, args.algo, f"s{args.seed}"),
-                           exist_ok=args.resume)
+    run = RunFolder.create(
+        args.out, args.name or default_run_name(config.name, args.algo, f"s{args.seed}"), exist_ok=args.resume
+    )
     metadata = {**collect_metadata(), "resumed": bool(args.resume)}
     run.write_metadata(metadata)
     if not args.resume:
         run.write_config(config)
         run.write_seeds(train=[args.seed])
-    print(f"training {args.algo} ({args.constraint} constraint) on {config.name} -> {run.agents_dir / args.algo}",
-          file=sys.stderr)
+    print(
+        f"training {args.algo} ({args.constraint} constraint) on {config.name} -> {run.agents_dir / args.algo}",
+        file=sys.stderr,
+    )
     started = time.perf_counter()
     try:
-        agent = train(args.algo, config, run.path, total_timesteps=args.timesteps, seed=args.seed,
-                      num_accounts=args.accounts, agent_overrides=agent_overrides or None,
-                      constraint=args.constraint, resume=args.resume, progress=not args.no_progress)
+        agent = train(
+            args.algo,
+            config,
+            run.path,
+            total_timesteps=args.timesteps,
+            seed=args.seed,
+            num_accounts=args.accounts,
+            agent_overrides=agent_overrides or None,
+            constraint=args.constraint,
+            resume=args.resume,
+            progress=not args.no_progress,
+        )
     except KeyboardInterrupt:
         run.finish_metadata(metadata, status="interrupted")
         raise
     seconds = time.perf_counter() - started
     run.finish_metadata(metadata)
-    print(f"{agent.model.num_timesteps:,} timesteps in {seconds / 60:.1f} min ({seconds:.0f} s); "
-          f"written to {agent.paths.folder}")
+    print(
+        f"{agent.model.num_timesteps:,} timesteps in {seconds / 60:.1f} min ({seconds:.0f} s); "
+        f"written to {agent.paths.folder}"
+    )
     print(f"evaluate: python scripts/evaluate.py --run {run.path}")
     return 0
 

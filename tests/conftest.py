@@ -8,7 +8,8 @@ hypothesis tests can use them without the function-scoped-fixture health check.
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterator, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -55,8 +56,9 @@ def random_policy(seed: int) -> Policy:
     return lambda month, n: rng.choice(choices, size=n)
 
 
-def simulate(config: Config, num_accounts: int, months: int, seed: int = 0,
-             policy: Policy | None = None) -> Iterator[MonthRecord]:
+def simulate(
+    config: Config, num_accounts: int, months: int, seed: int = 0, policy: Policy | None = None
+) -> Iterator[MonthRecord]:
     """Run the core ``Simulator`` as the envs do (ended accounts replaced), yielding every month."""
     sim = Simulator(config, num_accounts)
     sim.seed_accounts(np.arange(num_accounts), seed + np.arange(num_accounts, dtype=np.uint64))
@@ -83,15 +85,19 @@ def check_state(config: Config, s: PortfolioState) -> None:
         if value.dtype.kind == "f":
             assert np.all(np.isfinite(value)), f"state.{name} not finite: {_where(~np.isfinite(value))}"
     assert np.all(s.balance >= 0.0), f"negative balance: {s.balance.min()} ({_where(s.balance < 0)})"
-    assert np.all((s.line >= prod.min_line) & (s.line <= prod.max_line)), \
+    assert np.all((s.line >= prod.min_line) & (s.line <= prod.max_line)), (
         f"line outside [{prod.min_line}, {prod.max_line}]: {s.line.min()}..{s.line.max()}"
-    assert np.all((s.origination_line >= prod.min_line) & (s.origination_line <= prod.max_line)), \
+    )
+    assert np.all((s.origination_line >= prod.min_line) & (s.origination_line <= prod.max_line)), (
         f"origination line outside [{prod.min_line}, {prod.max_line}]: {s.origination_line.max()}"
-    assert np.all((s.apr >= prod.apr_low) & (s.apr <= prod.apr_high)), \
+    )
+    assert np.all((s.apr >= prod.apr_low) & (s.apr <= prod.apr_high)), (
         f"APR outside [{prod.apr_low}, {prod.apr_high}]: {s.apr.min()}..{s.apr.max()}"
+    )
     assert np.all((s.months_past_due >= 0) & (s.months_past_due <= CHARGE_OFF_MONTHS))
-    assert np.all((s.payment_ratios >= 0.0) & (s.payment_ratios <= 1.0)), \
+    assert np.all((s.payment_ratios >= 0.0) & (s.payment_ratios <= 1.0)), (
         f"payment ratio outside [0, 1]: {s.payment_ratios.min()}..{s.payment_ratios.max()}"
+    )
     assert np.all((s.score >= SCORE_RANGE[0]) & (s.score <= SCORE_RANGE[1])), "score outside its range"
     assert np.all((s.job_loss_rate >= 0.0) & (s.job_loss_rate <= 1.0))
     assert np.all(s.provision >= 0.0), f"negative expected-loss allowance: {s.provision.min()}"
@@ -123,12 +129,21 @@ def check_month(config: Config, rec: MonthRecord) -> None:
     np.testing.assert_array_equal(r.opening_balance, before.balance)
     terms = (r.opening_balance, comps["interest"], comps["fees"], r.drawn, -r.repaid, -r.charged_off)
     scale = sum(np.abs(t) for t in terms)
-    np.testing.assert_allclose(after.balance, sum(terms), rtol=0,
-                               atol=_ABSOLUTE_ROUNDING + _RELATIVE_ROUNDING * float(scale.max()),
-                               err_msg="money not conserved")
+    np.testing.assert_allclose(
+        after.balance,
+        sum(terms),
+        rtol=0,
+        atol=_ABSOLUTE_ROUNDING + _RELATIVE_ROUNDING * float(scale.max()),
+        err_msg="money not conserved",
+    )
     # Flows are non-negative (to rounding: a -1e-13 balance accrues -1e-15 interest).
-    for name, flow in (("drawn", r.drawn), ("repaid", r.repaid), ("charged_off", r.charged_off),
-                       ("interest", comps["interest"]), ("fees", comps["fees"])):
+    for name, flow in (
+        ("drawn", r.drawn),
+        ("repaid", r.repaid),
+        ("charged_off", r.charged_off),
+        ("interest", comps["interest"]),
+        ("fees", comps["fees"]),
+    ):
         assert np.all(flow >= -_ABSOLUTE_ROUNDING), f"negative {name}: {flow.min()} ({_where(flow < 0)})"
 
     # The reward is the sum of its components.
@@ -136,8 +151,9 @@ def check_month(config: Config, rec: MonthRecord) -> None:
     np.testing.assert_allclose(r.reward, total, rtol=1e-12, atol=1e-9, err_msg="reward != sum of components")
 
     # No drawing while delinquent.
-    assert np.all(r.drawn[opening_mpd > 0] == 0.0), \
+    assert np.all(r.drawn[opening_mpd > 0] == 0.0), (
         f"delinquent accounts drew: {_where((opening_mpd > 0) & (r.drawn != 0))}"
+    )
 
     # Buckets move by at most one, a delinquent account cures to 0 or rolls one bucket.
     rolled = (opening_mpd > 0) & (new_mpd != 0)
@@ -147,8 +163,9 @@ def check_month(config: Config, rec: MonthRecord) -> None:
     # Charge-off exactly when months past due reaches 6: the whole balance leaves the book.
     charge_off = new_mpd >= CHARGE_OFF_MONTHS
     assert np.all(r.terminated[charge_off]), "an account reached 6 months past due but was not terminated"
-    assert np.all(r.charged_off[~charge_off] == 0.0), \
+    assert np.all(r.charged_off[~charge_off] == 0.0), (
         f"charge-off before 6 months past due: {_where(~charge_off & (r.charged_off != 0))}"
+    )
     assert np.all(after.balance[charge_off] == 0.0), "a charged-off balance stayed on the book"
     assert np.all(r.terminated == (charge_off | r.closed)), "terminated is neither charge-off nor closure"
     # Closure pays the balance off, and only current accounts close.
@@ -160,8 +177,7 @@ def check_month(config: Config, rec: MonthRecord) -> None:
     # The capped cost is zero unless the account is M3+ (and not charged off); it is the M3+ balance.
     m3plus = (new_mpd >= 3) & ~charge_off
     assert np.all(r.cost[~m3plus] == 0.0), f"cost outside M3+: {_where(~m3plus & (r.cost != 0))}"
-    np.testing.assert_allclose(r.cost[m3plus], after.balance[m3plus] / config.accounting.reference_balance,
-                               rtol=1e-12)
+    np.testing.assert_allclose(r.cost[m3plus], after.balance[m3plus] / config.accounting.reference_balance, rtol=1e-12)
 
     # The line applied is the requested multiple, rounded to hundreds, inside the product's range.
     prod = config.product

@@ -9,7 +9,8 @@ pinned (calibration targets belong to test_calibration.py).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import numpy as np
 import pytest
@@ -33,12 +34,17 @@ class Month(NamedTuple):
     unemployed: np.ndarray  # during the month (valid where not done: replacements start in work)
 
 
-_SNAPSHOT = ("episode", "age_band", "city_tier", "thin_file", "months_past_due", "balance", "apr", "unemployed",
-             "line")
+_SNAPSHOT = ("episode", "age_band", "city_tier", "thin_file", "months_past_due", "balance", "apr", "unemployed", "line")
 
 
-def run(preset: str, n: int, months: int, seed: int, action: Callable[[int], int] = lambda m: envs.HOLD_ACTION,
-        **overrides: Any) -> list[Month]:
+def run(
+    preset: str,
+    n: int,
+    months: int,
+    seed: int,
+    action: Callable[[int], int] = lambda m: envs.HOLD_ACTION,
+    **overrides: Any,
+) -> list[Month]:
     venv = envs.make_portfolio(preset, n, seed=seed, **overrides)
     venv.reset()
     out = []
@@ -51,9 +57,18 @@ def run(preset: str, n: int, months: int, seed: int, action: Callable[[int], int
         info = venv.last_info
         truncated = np.array([bool(dones[i] and infos[i]["TimeLimit.truncated"]) for i in range(n)])
         closed = dones & ~truncated & (info["months_past_due"] == 0)
-        out.append(Month(before, info["months_past_due"].copy(), info["balance"].copy(), info["line"].copy(),
-                         info["reward_components"]["provision_change"].copy(), dones.copy(), closed,
-                         venv.sim.state.unemployed.copy()))
+        out.append(
+            Month(
+                before,
+                info["months_past_due"].copy(),
+                info["balance"].copy(),
+                info["line"].copy(),
+                info["reward_components"]["provision_change"].copy(),
+                dones.copy(),
+                closed,
+                venv.sim.state.unemployed.copy(),
+            )
+        )
     return out
 
 
@@ -72,15 +87,20 @@ def z_greater(hits_a: np.ndarray, hits_b: np.ndarray) -> float:
 
 def assert_clearly_more(hits_a: np.ndarray, hits_b: np.ndarray, what: str) -> None:
     z = z_greater(hits_a, hits_b)
-    assert z >= Z_CLEAR, \
+    assert z >= Z_CLEAR, (
         f"{what}: {hits_a.mean():.4f} (n={hits_a.size}) vs {hits_b.mean():.4f} (n={hits_b.size}), z={z:.2f}"
+    )
 
 
 # -- who defaults -------------------------------------------------------------------------------------
 
 # A balanced design for power: the two compared groups of each segment in equal shares (still a valid mix).
-BALANCED = {"population.age_mix": {"18-24": 0.5, "36-45": 0.5}, "population.city_mix": {"tier1": 0.5, "lower": 0.5},
-            "population.thin_file_share": 0.5, "macro.enter_stress": 0.0}
+BALANCED = {
+    "population.age_mix": {"18-24": 0.5, "36-45": 0.5},
+    "population.city_mix": {"tier1": 0.5, "lower": 0.5},
+    "population.thin_file_share": 0.5,
+    "macro.enter_stress": 0.0,
+}
 HORIZON = 36
 
 
@@ -94,11 +114,14 @@ def cohort() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     return traits, m3plus, missed
 
 
-@pytest.mark.parametrize("segment, riskier, safer", [
-    ("age_band", AGE_BANDS.index("18-24"), AGE_BANDS.index("36-45")),
-    ("city_tier", CITY_TIERS.index("lower"), CITY_TIERS.index("tier1")),
-    ("thin_file", True, False),
-])
+@pytest.mark.parametrize(
+    "segment, riskier, safer",
+    [
+        ("age_band", AGE_BANDS.index("18-24"), AGE_BANDS.index("36-45")),
+        ("city_tier", CITY_TIERS.index("lower"), CITY_TIERS.index("tier1")),
+        ("thin_file", True, False),
+    ],
+)
 def test_riskier_segments_reach_m3plus_more(cohort, segment, riskier, safer):
     traits, m3plus, _ = cohort
     group = traits[segment]
@@ -136,7 +159,7 @@ def _response(hold: list[Month], raised: list[Month], after: int, accounts: np.n
 def _comparable(hold: list[Month], raised: list[Month], until: int) -> np.ndarray:
     """Accounts in their first life in both runs through month ``until``, whose line the raise did lift."""
     ok = np.ones(len(hold[0].balance), dtype=bool)
-    for h, r in zip(hold[:until + 1], raised[:until + 1]):
+    for h, r in zip(hold[: until + 1], raised[: until + 1], strict=False):
         ok &= (h.before["episode"] == 0) & (r.before["episode"] == 0) & ~h.done & ~r.done
         ok &= (h.months_past_due == 0) & (r.months_past_due == 0)  # paying accounts: who can draw
     lifted = raised[RAISE_MONTH].line > hold[RAISE_MONTH].line
@@ -189,8 +212,7 @@ def test_delinquent_accounts_cannot_draw_even_on_a_raised_line():
     rolled = 0
     for m in months:
         b = m.before
-        rolling = (b["months_past_due"] > 0) & (m.months_past_due == b["months_past_due"] + 1) \
-            & (m.months_past_due < 6)
+        rolling = (b["months_past_due"] > 0) & (m.months_past_due == b["months_past_due"] + 1) & (m.months_past_due < 6)
         expected = b["balance"] * (1 + b["apr"] / 12 * penalty)
         np.testing.assert_allclose(m.balance[rolling], expected[rolling], rtol=1e-12)
         assert np.all(m.line[rolling] >= b["line"][rolling])  # the line did rise (or sat at the maximum)
@@ -200,13 +222,15 @@ def test_delinquent_accounts_cannot_draw_even_on_a_raised_line():
 
 # -- job loss and attrition ---------------------------------------------------------------------------
 
+
 def test_stress_regime_raises_delinquency():
     # Job loss drives default (DOMAIN: ~7x the effect of contract terms, Castellanos et al.). The stress
     # regime raises job losses; force it over the whole horizon against a run that never enters stress.
     n, horizon = 20_000, 24
     normal = run("wechat", n, horizon, seed=11, **{"macro.enter_stress": 0.0})
-    stress = run("wechat", n, horizon, seed=11, **{"macro.forced_stress_start": 0,
-                                                   "macro.forced_stress_months": horizon})
+    stress = run(
+        "wechat", n, horizon, seed=11, **{"macro.forced_stress_start": 0, "macro.forced_stress_months": horizon}
+    )
     # The mechanism: more of the same borrowers out of work (hidden state, read only to check the cause).
     out_of_work = lambda months: np.mean([m.before["unemployed"].mean() for m in months])  # noqa: E731
     assert out_of_work(stress) > 1.5 * out_of_work(normal), (out_of_work(stress), out_of_work(normal))
@@ -220,8 +244,8 @@ def test_unemployed_borrowers_miss_more():
     months = run("alipay", 20_000, 24, seed=12)
     # Current accounts at the start of a month that did not end it (a replacement starts in work).
     current = [(m.before["months_past_due"] == 0) & ~m.done for m in months]
-    unemployed = np.concatenate([m.unemployed[c] for m, c in zip(months, current)])
-    missed = np.concatenate([(m.months_past_due == 1)[c] for m, c in zip(months, current)])
+    unemployed = np.concatenate([m.unemployed[c] for m, c in zip(months, current, strict=False)])
+    missed = np.concatenate([(m.months_past_due == 1)[c] for m, c in zip(months, current, strict=False)])
     assert unemployed.sum() > 500
     # Account-months of one borrower are correlated, so ask for z >= 2 Z_CLEAR on the naive standard error:
     # a design effect of up to 4 in variance still leaves z >= 3.
@@ -234,17 +258,25 @@ def test_cutting_lines_raises_attrition(cut):
     action = envs.LIMIT_MULTIPLIERS.index(cut)
     n, watch = 20_000, 5  # the cut's memory is attrition.cut_memory_months (3); watch a little longer
     hold = run("wechat", n, RAISE_MONTH + watch, seed=21)
-    cut_run = run("wechat", n, RAISE_MONTH + watch, seed=21,
-                  action=lambda m: action if m == RAISE_MONTH else envs.HOLD_ACTION)
+    cut_run = run(
+        "wechat", n, RAISE_MONTH + watch, seed=21, action=lambda m: action if m == RAISE_MONTH else envs.HOLD_ACTION
+    )
     closed = lambda m: m.closed  # noqa: E731
-    assert_clearly_more(first_life_ever(cut_run[RAISE_MONTH:], closed), first_life_ever(hold[RAISE_MONTH:], closed),
-                        f"closures after a cut to {cut}x")
+    assert_clearly_more(
+        first_life_ever(cut_run[RAISE_MONTH:], closed),
+        first_life_ever(hold[RAISE_MONTH:], closed),
+        f"closures after a cut to {cut}x",
+    )
 
 
-@pytest.mark.parametrize("overrides", [
-    {"product.apr_low": 0.15, "product.apr_high": 0.24},  # a dearer product, same market
-    {"product.market_apr": 0.06},  # same product, a cheaper market
-], ids=["higher_apr_band", "cheaper_market"])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"product.apr_low": 0.15, "product.apr_high": 0.24},  # a dearer product, same market
+        {"product.market_apr": 0.06},  # same product, a cheaper market
+    ],
+    ids=["higher_apr_band", "cheaper_market"],
+)
 def test_higher_apr_raises_attrition(overrides):
     n, months = 20_000, 12
     base = run("wechat", n, months, seed=31)

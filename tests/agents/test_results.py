@@ -18,7 +18,7 @@ from agents import atomic_io
 from agents.results import RunFolder, collect_metadata, format_summary, git_state
 from envs.config import load_config
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _no_temp_files(folder: Path) -> bool:
@@ -140,8 +140,7 @@ def test_run_folder_layout(tmp_path):
     run.write_seeds(train=[1000], tune=[2000, 2001], eval=np.array([0, 1]))
     run.write_summary(pd.DataFrame({"policy": ["a"]}))
     run.write_metrics("monthly", pd.DataFrame({"month": [1]}))
-    assert json.loads((run.path / "seeds.json").read_text()) == {"train": [1000], "tune": [2000, 2001],
-                                                                "eval": [0, 1]}
+    assert json.loads((run.path / "seeds.json").read_text()) == {"train": [1000], "tune": [2000, 2001], "eval": [0, 1]}
     assert (run.path / "summary.csv").is_file()
     assert (run.path / "metrics" / "monthly.csv").is_file()
     with pytest.raises(ValueError):
@@ -176,10 +175,15 @@ def test_metadata_has_commit_versions_and_command(tmp_path):
     meta = collect_metadata(["scripts/compare.py", "--preset", "wechat", "--name", "a b"])
     assert meta["git"]["commit"] == _head_commit_from_files(REPO)
     assert isinstance(meta["git"]["dirty"], bool)
-    assert meta["packages"] == {"numpy": np.__version__, "gymnasium": gymnasium.__version__,
-                                "stable-baselines3": stable_baselines3.__version__, "torch": torch.__version__,
-                                "pandas": pd.__version__, "matplotlib": matplotlib.__version__,
-                                "pydantic": pydantic.VERSION}
+    assert meta["packages"] == {
+        "numpy": np.__version__,
+        "gymnasium": gymnasium.__version__,
+        "stable-baselines3": stable_baselines3.__version__,
+        "torch": torch.__version__,
+        "pandas": pd.__version__,
+        "matplotlib": matplotlib.__version__,
+        "pydantic": pydantic.VERSION,
+    }
     assert meta["command"] == "scripts/compare.py --preset wechat --name 'a b'"  # shell-quoted, replayable
     assert meta["started_at"] and meta["status"] == "running"
     run = RunFolder.create(tmp_path, "run")
@@ -191,8 +195,9 @@ def test_metadata_has_commit_versions_and_command(tmp_path):
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
 def test_dirty_flag_follows_the_working_tree(tmp_path):
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True, capture_output=True
+        )
 
     git("init", "-q")
     (tmp_path / "f.txt").write_text("a")
@@ -213,12 +218,20 @@ def test_outside_a_repository_metadata_is_none_not_an_error(tmp_path):
 
 # -- the printed table ----------------------------------------------------------------------------------
 def test_format_summary_shows_percentages_and_missing_values():
-    summary = pd.DataFrame({
-        "policy": ["best_static", "ppo"], "per_user_revenue": [200.0, 236.0],
-        "per_user_revenue_ci_low": [190.0, 230.0], "per_user_revenue_ci_high": [210.0, 242.0],
-        "m3plus_rate": [0.017, 0.0191], "cap": [0.018, 0.018], "meets_cap": [True, False],
-        "uplift_vs_best_static": [math.nan, 0.18], "uplift_ci_low": [math.nan, 0.15],
-        "uplift_ci_high": [math.nan, 0.21]})
+    summary = pd.DataFrame(
+        {
+            "policy": ["best_static", "ppo"],
+            "per_user_revenue": [200.0, 236.0],
+            "per_user_revenue_ci_low": [190.0, 230.0],
+            "per_user_revenue_ci_high": [210.0, 242.0],
+            "m3plus_rate": [0.017, 0.0191],
+            "cap": [0.018, 0.018],
+            "meets_cap": [True, False],
+            "uplift_vs_best_static": [math.nan, 0.18],
+            "uplift_ci_low": [math.nan, 0.15],
+            "uplift_ci_high": [math.nan, 0.21],
+        }
+    )
     table = format_summary(summary)
     lines = table.splitlines()
     assert len(lines) == 3
@@ -233,12 +246,10 @@ def test_track_stamps_how_a_run_ended(tmp_path):
     with run.track({"status": "running"}):
         assert json.loads((run.path / "metadata.json").read_text())["status"] == "running"  # written at once
     assert json.loads((run.path / "metadata.json").read_text())["status"] == "finished"
-    with pytest.raises(KeyboardInterrupt):
-        with run.track({}):
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), run.track({}):
+        raise KeyboardInterrupt
     assert json.loads((run.path / "metadata.json").read_text())["status"] == "interrupted"
-    with pytest.raises(ValueError):
-        with run.track({}):
-            raise ValueError("bad seed")
+    with pytest.raises(ValueError), run.track({}):
+        raise ValueError("bad seed")
     saved = json.loads((run.path / "metadata.json").read_text())
     assert saved["status"] == "failed" and saved["error"] == "ValueError: bad seed" and saved["finished_at"]

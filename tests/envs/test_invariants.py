@@ -24,30 +24,63 @@ EXTREME_CONFIGS: dict[str, dict] = {
     "apr_ceiling": {"product.apr_low": 0.36, "product.apr_high": 0.36, "accounting.funding_rate": 0.36},
     "min_line_equals_max_line": {"product.min_line": 20000.0, "product.max_line": 20000.0},
     "tiny_lines": {"product.min_line": 1.0, "product.max_line": 1.0},
-    "all_revolvers_revolving": {"population.revolver_share": 1.0, "product.repayment_mix": {"revolving": 1.0},
-                                "product.revolving_min_payment": 0.0},
+    "all_revolvers_revolving": {
+        "population.revolver_share": 1.0,
+        "product.repayment_mix": {"revolving": 1.0},
+        "product.revolving_min_payment": 0.0,
+    },
     "all_transactors": {"population.revolver_share": 0.0, "population.transactor_utilisation": [0.0, 0.0]},
-    "interest_first_one_month_term": {"product.repayment_mix": {"interest_first": 1.0},
-                                      "product.instalment_months": 1},
+    "interest_first_one_month_term": {"product.repayment_mix": {"interest_first": 1.0}, "product.instalment_months": 1},
     "interest_first_long_term": {"product.repayment_mix": {"interest_first": 1.0}, "product.instalment_months": 60},
-    "never_cure_high_risk": {"delinquency.cure_rates": [0.0] * 5, "default.risk_intercept": 2.0,
-                             "product.penalty_rate_multiplier": 3.0, "delinquency.recovery_rate": 0.0},
-    "always_cure_high_risk": {"delinquency.cure_rates": [1.0] * 5, "default.risk_intercept": 2.0,
-                              "delinquency.unemployed_cure_factor": 1.0},
+    "never_cure_high_risk": {
+        "delinquency.cure_rates": [0.0] * 5,
+        "default.risk_intercept": 2.0,
+        "product.penalty_rate_multiplier": 3.0,
+        "delinquency.recovery_rate": 0.0,
+    },
+    "always_cure_high_risk": {
+        "delinquency.cure_rates": [1.0] * 5,
+        "default.risk_intercept": 2.0,
+        "delinquency.unemployed_cure_factor": 1.0,
+    },
     "horizon_one": {"env.horizon": 1},
-    "stress_forced_on": {"macro.forced_stress_start": 0, "macro.forced_stress_months": 600,
-                         "default.job_loss_rate": 0.2, "default.reemployment_rate": 0.0},
-    "no_noise": {"behaviour.balance_noise": 0.0, "population.income_sigma": 0.0, "population.need_sigma": 0.0,
-                 "population.score_noise": 0.0, "population.thin_file_score_noise": 0.0},
-    "one_segment": {"population.age_mix": {"18-24": 1.0}, "population.city_mix": {"lower": 1.0},
-                    "population.thin_file_share": 1.0},
-    "no_attrition": {"attrition.base_rate": 0.0, "attrition.cut_effect": 0.0, "attrition.low_line_effect": 0.0,
-                     "attrition.apr_effect": 0.0},
+    "stress_forced_on": {
+        "macro.forced_stress_start": 0,
+        "macro.forced_stress_months": 600,
+        "default.job_loss_rate": 0.2,
+        "default.reemployment_rate": 0.0,
+    },
+    "no_noise": {
+        "behaviour.balance_noise": 0.0,
+        "population.income_sigma": 0.0,
+        "population.need_sigma": 0.0,
+        "population.score_noise": 0.0,
+        "population.thin_file_score_noise": 0.0,
+    },
+    "one_segment": {
+        "population.age_mix": {"18-24": 1.0},
+        "population.city_mix": {"lower": 1.0},
+        "population.thin_file_share": 1.0,
+    },
+    "no_attrition": {
+        "attrition.base_rate": 0.0,
+        "attrition.cut_effect": 0.0,
+        "attrition.low_line_effect": 0.0,
+        "attrition.apr_effect": 0.0,
+    },
     "certain_attrition": {"attrition.base_rate": 1.0},
-    "accounting_bounds": {"accounting.ccf": 1.0, "accounting.pd_stage2": [1.0, 1.0], "accounting.operating_cost": 0.0,
-                          "accounting.acquisition_cost": 0.0, "accounting.book_acquisition_cost": False},
-    "instant_behaviour": {"behaviour.balance_adjust_rate": 1.0, "behaviour.line_adapt_rate": 1.0,
-                          "population.revolver_utilisation": [1.0, 1.0]},
+    "accounting_bounds": {
+        "accounting.ccf": 1.0,
+        "accounting.pd_stage2": [1.0, 1.0],
+        "accounting.operating_cost": 0.0,
+        "accounting.acquisition_cost": 0.0,
+        "accounting.book_acquisition_cost": False,
+    },
+    "instant_behaviour": {
+        "behaviour.balance_adjust_rate": 1.0,
+        "behaviour.line_adapt_rate": 1.0,
+        "population.revolver_utilisation": [1.0, 1.0],
+    },
     "frozen_behaviour": {"behaviour.balance_adjust_rate": 0.0, "behaviour.line_adapt_rate": 0.0},
 }
 
@@ -131,8 +164,15 @@ def test_sampling_distributions_are_probabilities(preset):
 
 
 def test_job_loss_probability_never_exceeds_one():
-    config = load_config("wechat", {"default.job_loss_rate": 0.5, "population.age_mix": {"18-24": 1.0},
-                                    "population.city_mix": {"lower": 1.0}, "population.thin_file_share": 1.0})
+    config = load_config(
+        "wechat",
+        {
+            "default.job_loss_rate": 0.5,
+            "population.age_mix": {"18-24": 1.0},
+            "population.city_mix": {"lower": 1.0},
+            "population.thin_file_share": 1.0,
+        },
+    )
     sim = envs.Simulator(config, 10)
     sim.seed_accounts(np.arange(10), np.arange(10))
     assert np.all(sim.state.job_loss_rate <= 1.0), sim.state.job_loss_rate.max()
@@ -141,8 +181,15 @@ def test_job_loss_probability_never_exceeds_one():
 def test_top_price_tier_is_exactly_inside_the_band():
     # Found by test_properties (HYPOTHESIS_PROFILE=explore); every account is priced in the top tier here.
     low, high = 0.04521829784046669, 0.31500756912767364
-    config = load_config("alipay", {"product.apr_low": low, "product.apr_high": high,
-                                    "product.price_best_score": 900.0, "product.price_tier_width": 1.0})
+    config = load_config(
+        "alipay",
+        {
+            "product.apr_low": low,
+            "product.apr_high": high,
+            "product.price_best_score": 900.0,
+            "product.price_tier_width": 1.0,
+        },
+    )
     sim = envs.Simulator(config, 50)
     sim.seed_accounts(np.arange(50), np.arange(50))
     assert sim.state.apr.max() <= high, sim.state.apr.max() - high
@@ -176,10 +223,7 @@ def test_portfolio_observations_and_rewards_stay_valid(name, continuous):
     assert np.all(np.isfinite(obs)) and all(venv.observation_space.contains(o) for o in obs)
     rng = np.random.default_rng(0)
     for _ in range(MONTHS):
-        if continuous:
-            actions = rng.uniform(-1, 1, size=(64, 1)).astype(np.float32)
-        else:
-            actions = rng.integers(0, 7, size=64)
+        actions = rng.uniform(-1, 1, size=(64, 1)).astype(np.float32) if continuous else rng.integers(0, 7, size=64)
         _check_portfolio_step(venv, *venv.step(actions))
 
 
@@ -192,22 +236,32 @@ def test_observation_reports_the_state():
     for _ in range(10):
         obs, *_ = venv.step(rng.integers(0, 7, size=200))
         s = venv.sim.state  # after replacement, which is what obs shows
-        expected = {"line": s.line, "origination_line": s.origination_line, "balance": s.balance,
-                    "months_past_due": s.months_past_due, "months_on_book": s.months_on_book,
-                    "behaviour_score": s.score, "apr": s.apr, "age_band": s.age_band, "city_tier": s.city_tier,
-                    "thin_file": s.thin_file, "repayment_mode": s.repayment_mode,
-                    "months_since_line_change": s.months_since_line_change,
-                    "macro_stress": np.full(200, venv.sim.stress)}
+        expected = {
+            "line": s.line,
+            "origination_line": s.origination_line,
+            "balance": s.balance,
+            "months_past_due": s.months_past_due,
+            "months_on_book": s.months_on_book,
+            "behaviour_score": s.score,
+            "apr": s.apr,
+            "age_band": s.age_band,
+            "city_tier": s.city_tier,
+            "thin_file": s.thin_file,
+            "repayment_mode": s.repayment_mode,
+            "months_since_line_change": s.months_since_line_change,
+            "macro_stress": np.full(200, venv.sim.stress),
+        }
         for name, value in expected.items():
-            np.testing.assert_array_equal(obs[:, names.index(name)], np.asarray(value, dtype=np.float32),
-                                          err_msg=name)
+            np.testing.assert_array_equal(obs[:, names.index(name)], np.asarray(value, dtype=np.float32), err_msg=name)
         # Payment ratios: newest first; the state stores them (lags, n) or (n, lags) depending on version.
         ratios = s.payment_ratios if s.payment_ratios.shape[0] == 200 else s.payment_ratios.T
         for lag in range(3):
-            np.testing.assert_array_equal(obs[:, names.index(f"payment_ratio_{lag + 1}")],
-                                          ratios[:, lag].astype(np.float32))
-        np.testing.assert_allclose(obs[:, names.index("utilisation")],
-                                   np.minimum(s.balance / s.line, 10.0).astype(np.float32), rtol=1e-6)
+            np.testing.assert_array_equal(
+                obs[:, names.index(f"payment_ratio_{lag + 1}")], ratios[:, lag].astype(np.float32)
+            )
+        np.testing.assert_allclose(
+            obs[:, names.index("utilisation")], np.minimum(s.balance / s.line, 10.0).astype(np.float32), rtol=1e-6
+        )
 
 
 def test_balance_never_negative_even_by_rounding():
@@ -230,8 +284,12 @@ def test_hidden_traits_recomputed_from_keys_are_those_the_dynamics_use():
     sim.seed_accounts(np.arange(2000), np.arange(2000) + 77)
     sim.renew(np.arange(0, 2000, 3))  # second lives too
     traits, s, d = sim.hidden_traits(), sim.state, config.default
-    np.testing.assert_allclose(s.miss_logit_base, d.risk_intercept + d.risk_slope * traits["risk"]
-                               - 0.5 * d.utilisation_effect, rtol=1e-6, atol=1e-5)  # stored as float32
+    np.testing.assert_allclose(
+        s.miss_logit_base,
+        d.risk_intercept + d.risk_slope * traits["risk"] - 0.5 * d.utilisation_effect,
+        rtol=1e-6,
+        atol=1e-5,
+    )  # stored as float32
     np.testing.assert_allclose(s.log_need, np.log(traits["need"]), rtol=1e-6)
     np.testing.assert_array_equal(s.target_balance, traits["target_utilisation"] * s.origination_line)
     np.testing.assert_array_equal(s.line_response, config.behaviour.max_line_response * traits["constraint"])
@@ -247,9 +305,12 @@ def test_job_loss_rate_by_segment_multiplies_the_configured_factors():
     sim = envs.Simulator(config, 5000)
     sim.seed_accounts(np.arange(5000), np.arange(5000))
     s = sim.state
-    expected = (d.job_loss_rate * np.where(s.age_band == 0, d.job_loss_multiplier.get("young", 1.0), 1.0)
-                * np.where(s.thin_file, d.job_loss_multiplier.get("thin_file", 1.0), 1.0)
-                * np.where(s.city_tier == 2, d.job_loss_multiplier.get("lower_tier", 1.0), 1.0))
+    expected = (
+        d.job_loss_rate
+        * np.where(s.age_band == 0, d.job_loss_multiplier.get("young", 1.0), 1.0)
+        * np.where(s.thin_file, d.job_loss_multiplier.get("thin_file", 1.0), 1.0)
+        * np.where(s.city_tier == 2, d.job_loss_multiplier.get("lower_tier", 1.0), 1.0)
+    )
     np.testing.assert_allclose(s.job_loss_rate, expected, rtol=1e-6)  # float32
     assert len(np.unique(s.job_loss_rate)) > 2  # the segments do differ
 

@@ -21,10 +21,25 @@ def config():
 
 def _account(**values: float) -> np.ndarray:
     """One observation row of a current, on-time account at its origination line; ``values`` override it."""
-    row = dict(line=10_000.0, origination_line=10_000.0, balance=6_000.0, utilisation=0.6, months_past_due=0,
-               months_on_book=12, payment_ratio_1=0.1, payment_ratio_2=0.1, payment_ratio_3=0.1,
-               behaviour_score=650.0, apr=0.12, age_band=1, city_tier=0, thin_file=0, repayment_mode=1,
-               months_since_line_change=12, macro_stress=0)
+    row = dict(
+        line=10_000.0,
+        origination_line=10_000.0,
+        balance=6_000.0,
+        utilisation=0.6,
+        months_past_due=0,
+        months_on_book=12,
+        payment_ratio_1=0.1,
+        payment_ratio_2=0.1,
+        payment_ratio_3=0.1,
+        behaviour_score=650.0,
+        apr=0.12,
+        age_band=1,
+        city_tier=0,
+        thin_file=0,
+        repayment_mode=1,
+        months_since_line_change=12,
+        macro_stress=0,
+    )
     unknown = set(values) - set(row)
     assert not unknown, f"unknown observation entries {unknown}"
     row.update(values)
@@ -91,8 +106,15 @@ def test_best_static_reaches_its_target_on_a_portfolio(config):
 
 
 def test_rule_raises_after_good_months_and_cuts_on_delinquency():
-    p = RuleParams(raise_multiplier=1.25, good_months=6, min_utilisation=0.5, cut_multiplier=0.75,
-                   cut_score=500.0, line_cap=2.0, line_floor=0.5)
+    p = RuleParams(
+        raise_multiplier=1.25,
+        good_months=6,
+        min_utilisation=0.5,
+        cut_multiplier=0.75,
+        cut_score=500.0,
+        line_cap=2.0,
+        line_floor=0.5,
+    )
     raise_, cut, hold = ACTION[1.25], ACTION[0.75], HOLD_ACTION
     cases = [
         (_account(months_since_line_change=6), raise_),  # k good months: raise
@@ -119,15 +141,31 @@ def test_rule_raises_after_good_months_and_cuts_on_delinquency():
 def test_rule_without_cap_and_short_review():
     p = RuleParams(good_months=2, line_cap=None, min_utilisation=0.0)
     # Only the last two payment ratios matter for a two-month review.
-    obs = np.stack([_account(months_since_line_change=2, payment_ratio_3=0.0, line=150_000.0),
-                    _account(months_since_line_change=2, payment_ratio_2=0.0)])
+    obs = np.stack(
+        [
+            _account(months_since_line_change=2, payment_ratio_3=0.0, line=150_000.0),
+            _account(months_since_line_change=2, payment_ratio_2=0.0),
+        ]
+    )
     assert RuleBased(p).predict(obs)[0].tolist() == [ACTION[p.raise_multiplier], HOLD_ACTION]
 
 
-@pytest.mark.parametrize("bad", [dict(raise_multiplier=1.3), dict(cut_multiplier=1.1), dict(good_months=0),
-                                 dict(min_utilisation=-0.1), dict(cut_score=100.0), dict(line_cap=0.8),
-                                 dict(line_floor=0.0), dict(line_floor=1.5), dict(min_utilisation="0.5"),
-                                 dict(line_cap="3"), dict(good_months=6.5)])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(raise_multiplier=1.3),
+        dict(cut_multiplier=1.1),
+        dict(good_months=0),
+        dict(min_utilisation=-0.1),
+        dict(cut_score=100.0),
+        dict(line_cap=0.8),
+        dict(line_floor=0.0),
+        dict(line_floor=1.5),
+        dict(min_utilisation="0.5"),
+        dict(line_cap="3"),
+        dict(good_months=6.5),
+    ],
+)
 def test_rule_params_reject_bad_values(bad):
     name = next(iter(bad))
     with pytest.raises(ValueError, match=name):

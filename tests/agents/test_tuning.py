@@ -11,7 +11,7 @@ import pytest
 import envs
 from agents.evaluation import portfolio_seed
 from agents.policies import BestStatic, RuleParams
-from agents.tuning import (RULE_SPACE, sample_rule_params, select_under_cap, tune_best_static, tune_rule)
+from agents.tuning import RULE_SPACE, sample_rule_params, select_under_cap, tune_best_static, tune_rule
 from envs.config import load_config
 
 ACCOUNTS, MONTHS, SEEDS = 500, 12, (20, 21)
@@ -29,8 +29,14 @@ def _cohort_revenue(config, policy, seed: int) -> float:
 
 
 def test_select_under_cap():
-    table = pd.DataFrame({"per_user_revenue": [300.0, 500.0, 400.0, 900.0], "m3plus_rate": [0.01, 0.015, 0.012, 0.03],
-                          "meets_cap": [True, True, True, False], "cap": 0.018})
+    table = pd.DataFrame(
+        {
+            "per_user_revenue": [300.0, 500.0, 400.0, 900.0],
+            "m3plus_rate": [0.01, 0.015, 0.012, 0.03],
+            "meets_cap": [True, True, True, False],
+            "cap": 0.018,
+        }
+    )
     assert select_under_cap(table) == 1  # 900 breaks the cap
     none = table.assign(meets_cap=False, cap=0.005)
     with pytest.warns(UserWarning, match="no candidate meets the M3\\+ cap"):

@@ -16,24 +16,39 @@ POLICIES = ["static_hold", "best_static", "rule", "ppo"]
 @pytest.fixture
 def monthly() -> pd.DataFrame:
     rng = np.random.default_rng(0)
-    rows = [{"policy": p, "seed": s, "month": m, "revenue_per_user": 10.0 + i,
-             "m3plus_rate": 0.01 + 0.001 * i + 0.0005 * rng.random()}
-            for i, p in enumerate(POLICIES) for s in (0, 1) for m in range(1, 13)]
+    rows = [
+        {
+            "policy": p,
+            "seed": s,
+            "month": m,
+            "revenue_per_user": 10.0 + i,
+            "m3plus_rate": 0.01 + 0.001 * i + 0.0005 * rng.random(),
+        }
+        for i, p in enumerate(POLICIES)
+        for s in (0, 1)
+        for m in range(1, 13)
+    ]
     return pd.DataFrame(rows)
 
 
 @pytest.fixture
 def summary() -> pd.DataFrame:
-    return pd.DataFrame({"policy": POLICIES, "per_user_revenue": [200.0, 220.0, 230.0, 250.0],
-                         "per_user_revenue_ci_low": [190.0, 210.0, 215.0, 240.0],
-                         "per_user_revenue_ci_high": [210.0, 230.0, 245.0, 262.0],
-                         "m3plus_rate": [0.015, 0.017, 0.016, 0.0175]})
+    return pd.DataFrame(
+        {
+            "policy": POLICIES,
+            "per_user_revenue": [200.0, 220.0, 230.0, 250.0],
+            "per_user_revenue_ci_low": [190.0, 210.0, 215.0, 240.0],
+            "per_user_revenue_ci_high": [210.0, 230.0, 245.0, 262.0],
+            "m3plus_rate": [0.015, 0.017, 0.016, 0.0175],
+        }
+    )
 
 
 @pytest.fixture
 def static_table() -> pd.DataFrame:
-    return pd.DataFrame({"target": [0.5, 1.0, 1.5], "per_user_revenue": [150.0, 200.0, 210.0],
-                         "m3plus_rate": [0.008, 0.015, 0.021]})
+    return pd.DataFrame(
+        {"target": [0.5, 1.0, 1.5], "per_user_revenue": [150.0, 200.0, 210.0], "m3plus_rate": [0.008, 0.015, 0.021]}
+    )
 
 
 def _legend_labels(ax) -> list[str]:
@@ -67,8 +82,15 @@ def test_monthly_figure(monthly, tmp_path):
 
 
 def test_monthly_averages_m3_over_seeds_in_percent():
-    monthly = pd.DataFrame({"policy": ["a"] * 4, "seed": [0, 0, 1, 1], "month": [1, 2, 1, 2],
-                            "revenue_per_user": [1.0, 1.0, 3.0, 3.0], "m3plus_rate": [0.01, 0.02, 0.03, 0.04]})
+    monthly = pd.DataFrame(
+        {
+            "policy": ["a"] * 4,
+            "seed": [0, 0, 1, 1],
+            "month": [1, 2, 1, 2],
+            "revenue_per_user": [1.0, 1.0, 3.0, 3.0],
+            "m3plus_rate": [0.01, 0.02, 0.03, 0.04],
+        }
+    )
     _, m3 = plots.plot_monthly(monthly).axes
     (line,) = m3.get_lines()
     np.testing.assert_allclose(line.get_ydata(), [2.0, 3.0])  # mean of 1% and 3%, of 2% and 4%
@@ -92,7 +114,7 @@ def test_frontier_figure(summary, static_table, tmp_path):
     # error bars: one bar per policy spanning its CI
     bars = [c for c in ax.collections if type(c).__name__ == "LineCollection"]
     spans = sorted(tuple(np.asarray(seg)[:, 1]) for bar in bars for seg in bar.get_segments())
-    assert spans == sorted(zip(summary["per_user_revenue_ci_low"], summary["per_user_revenue_ci_high"]))
+    assert spans == sorted(zip(summary["per_user_revenue_ci_low"], summary["per_user_revenue_ci_high"], strict=False))
     assert _is_png(RunFolder.create(tmp_path, "run").save_figure("frontier", figure))
 
 
@@ -103,9 +125,17 @@ def test_frontier_without_ci_or_tuning_table(summary):
 
 def test_training_figure(tmp_path):
     steps = np.arange(5) * 1000
-    progress = {"ppo": pd.DataFrame({"timesteps": steps, "revenue": np.linspace(1, 5, 5),
-                                     "cost": 0.2, "m3plus_rate": np.linspace(0.03, 0.017, 5),
-                                     "lambda": np.linspace(0, 2, 5)})}
+    progress = {
+        "ppo": pd.DataFrame(
+            {
+                "timesteps": steps,
+                "revenue": np.linspace(1, 5, 5),
+                "cost": 0.2,
+                "m3plus_rate": np.linspace(0.03, 0.017, 5),
+                "lambda": np.linspace(0, 2, 5),
+            }
+        )
+    }
     (tmp_path / "agents" / "ppo").mkdir(parents=True)
     progress["ppo"].to_csv(tmp_path / "agents" / "ppo" / "progress.csv", index=False)
     read = plots.read_progress(tmp_path / "agents")
@@ -123,8 +153,9 @@ def test_training_figure(tmp_path):
 
 
 def test_training_falls_back_to_cost_without_m3plus_rate():
-    progress = {"a2c": pd.DataFrame({"timesteps": [0, 10], "revenue": [1.0, 2.0], "cost": [0.3, 0.2],
-                                     "lambda": [0.0, 0.1]})}
+    progress = {
+        "a2c": pd.DataFrame({"timesteps": [0, 10], "revenue": [1.0, 2.0], "cost": [0.3, 0.2], "lambda": [0.0, 0.1]})
+    }
     _, cost, _ = plots.plot_training(progress).axes
     assert "cost" in cost.get_ylabel()
 
@@ -139,10 +170,13 @@ def test_bad_tables_name_the_missing_columns(summary):
 
 
 def test_training_says_which_algorithms_did_not_log_a_panel():
-    progress = {"ppo": pd.DataFrame({"timesteps": [10, 20], "revenue": [1.0, 2.0], "m3plus_rate": [0.02, 0.01],
-                                     "lambda": [0.1, 0.0]}),
-                # an off-policy run too short for a constraint update logs only SB3's own columns
-                "sac": pd.DataFrame({"time/total_timesteps": [15], "rollout/ep_rew_mean": [-3.0]})}
+    progress = {
+        "ppo": pd.DataFrame(
+            {"timesteps": [10, 20], "revenue": [1.0, 2.0], "m3plus_rate": [0.02, 0.01], "lambda": [0.1, 0.0]}
+        ),
+        # an off-policy run too short for a constraint update logs only SB3's own columns
+        "sac": pd.DataFrame({"time/total_timesteps": [15], "rollout/ep_rew_mean": [-3.0]}),
+    }
     (tmp_sac := progress["sac"]).insert(0, "timesteps", tmp_sac["time/total_timesteps"])
     figure = plots.plot_training(progress)
     for ax in figure.axes:

@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 import envs
+from agents.agent_config import AGENT_CONFIG_DIR, load_agent_config
 from agents.evaluation import portfolio_seed
 from agents.lagrangian import PIDLagrangian
 from agents.policies import RandomPolicy, StaticHold
-from agents.agent_config import AGENT_CONFIG_DIR, load_agent_config
 from agents.training import ALGORITHMS, latest_checkpoint, load_agent, train
 from envs.config import ConfigError, available_presets
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # A tiny PPO: 32 accounts x 8 months a rollout (256 account-months), two minibatches.
 TINY = {"n_steps": 8, "batch_size": 128, "n_epochs": 2, "net_arch": [16], "checkpoint_every": 256}
 
@@ -102,16 +102,24 @@ def test_preset_sections_are_checked(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    agent = train("ppo", "wechat", run, total_timesteps=512, seed=1000, num_accounts=32, agent_overrides=TINY,
-                  progress=False)
+    agent = train(
+        "ppo", "wechat", run, total_timesteps=512, seed=1000, num_accounts=32, agent_overrides=TINY, progress=False
+    )
     return run, agent
 
 
 def test_training_writes_the_agent_and_its_records(tiny_run):
     run, agent = tiny_run
     folder = run / "agents" / "ppo"
-    for name in ("model.zip", "vecnormalize.pkl", "constraint.json", "agent_config.yaml", "env_config.yaml",
-                 "training.json", "progress.csv"):
+    for name in (
+        "model.zip",
+        "vecnormalize.pkl",
+        "constraint.json",
+        "agent_config.yaml",
+        "env_config.yaml",
+        "training.json",
+        "progress.csv",
+    ):
         assert (folder / name).is_file(), name
     assert list(folder.glob("events.out.tfevents.*"))  # TensorBoard
     progress = pd.read_csv(folder / "progress.csv")
@@ -139,8 +147,9 @@ def test_loaded_agent_predicts_like_the_trained_one_on_raw_observations(tiny_run
 
 
 def test_resume_continues_from_the_checkpoint_step_and_lambda(tmp_path):
-    train("ppo", "wechat", tmp_path, total_timesteps=512, seed=1000, num_accounts=32, agent_overrides=TINY,
-          progress=False)
+    train(
+        "ppo", "wechat", tmp_path, total_timesteps=512, seed=1000, num_accounts=32, agent_overrides=TINY, progress=False
+    )
     folder = tmp_path / "agents" / "ppo"
     saved = json.loads((folder / "constraint.json").read_text())
     assert saved["num_timesteps"] == 512
@@ -170,8 +179,16 @@ def test_training_refuses_to_overwrite_or_resume_what_is_not_there(tiny_run, tmp
 
 
 def test_fixed_constraint_keeps_lambda_constant_during_training(tmp_path):
-    train("ppo", "wechat", tmp_path, total_timesteps=768, num_accounts=32, constraint="fixed",
-          agent_overrides={**TINY, "fixed_lambda": 0.25}, progress=False)
+    train(
+        "ppo",
+        "wechat",
+        tmp_path,
+        total_timesteps=768,
+        num_accounts=32,
+        constraint="fixed",
+        agent_overrides={**TINY, "fixed_lambda": 0.25},
+        progress=False,
+    )
     progress = pd.read_csv(tmp_path / "agents" / "ppo" / "progress.csv")
     assert len(progress) == 3 and (progress["lambda"] == 0.25).all()
     assert (progress["penalty"] > 0).any()  # the constant penalty was charged
@@ -179,10 +196,20 @@ def test_fixed_constraint_keeps_lambda_constant_during_training(tmp_path):
 
 @pytest.mark.parametrize("algo", ["a2c", "dqn", "sac"])
 def test_other_algorithms_train_save_and_load(algo, tmp_path):
-    overrides = {"a2c": {"n_steps": 8}, "dqn": {"learning_starts": 64, "buffer_size": 4096, "batch_size": 32},
-                 "sac": {"learning_starts": 64, "buffer_size": 4096, "batch_size": 32}}[algo]
-    train(algo, "wechat", tmp_path, total_timesteps=512, num_accounts=16, progress=False,
-          agent_overrides={**overrides, "net_arch": [16], "min_update_samples": 0, "checkpoint_every": 256})
+    overrides = {
+        "a2c": {"n_steps": 8},
+        "dqn": {"learning_starts": 64, "buffer_size": 4096, "batch_size": 32},
+        "sac": {"learning_starts": 64, "buffer_size": 4096, "batch_size": 32},
+    }[algo]
+    train(
+        algo,
+        "wechat",
+        tmp_path,
+        total_timesteps=512,
+        num_accounts=16,
+        progress=False,
+        agent_overrides={**overrides, "net_arch": [16], "min_update_samples": 0, "checkpoint_every": 256},
+    )
     agent = load_agent(tmp_path, algo)
     obs = envs.make_portfolio("wechat", 8, seed=1, continuous=algo == "sac").reset()
     actions, _ = agent.predict(obs)
@@ -194,8 +221,13 @@ def test_other_algorithms_train_save_and_load(algo, tmp_path):
 
 # -- the script -----------------------------------------------------------------------------------------
 def _script(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(REPO / "scripts" / "train.py"), *args], capture_output=True,
-                          text=True, cwd=REPO, timeout=120)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
 
 
 def _load_script():
@@ -213,9 +245,11 @@ def test_script_help_and_bad_input(capsys):
     with pytest.raises(SystemExit) as exit_:
         script.main(["--algo", "trpo"])
     assert exit_.value.code == 2 and "invalid choice: 'trpo'" in capsys.readouterr().err
-    bad_input = ((["--agent-set", "hyperparameters.gama=0.9"], "unknown agent config key 'hyperparameters.gama'"),
-                 (["--set", "env.horizn=12"], "env.horizn"),
-                 (["--resume"], "--resume needs the --name"))
+    bad_input = (
+        (["--agent-set", "hyperparameters.gama=0.9"], "unknown agent config key 'hyperparameters.gama'"),
+        (["--set", "env.horizn=12"], "env.horizn"),
+        (["--resume"], "--resume needs the --name"),
+    )
     for argv, message in bad_input:
         assert script.run_main(script.main, [*argv, "--out", "/nonexistent"]) == 2
         assert message in capsys.readouterr().err
@@ -224,8 +258,19 @@ def test_script_help_and_bad_input(capsys):
 @pytest.mark.slow
 def test_script_trains_and_resumes_a_run_folder(tmp_path):
     common = ["--out", str(tmp_path), "--name", "tiny", "--no-progress"]
-    done = _script("--timesteps", "256", "--accounts", "32", "--agent-set", "n_steps=8",
-                   "--agent-set", "batch_size=128", "--agent-set", "checkpoint_every=256", *common)
+    done = _script(
+        "--timesteps",
+        "256",
+        "--accounts",
+        "32",
+        "--agent-set",
+        "n_steps=8",
+        "--agent-set",
+        "batch_size=128",
+        "--agent-set",
+        "checkpoint_every=256",
+        *common,
+    )
     assert done.returncode == 0, done.stderr
     run = tmp_path / "tiny"
     assert json.loads((run / "seeds.json").read_text())["train"] == [1000]
@@ -249,10 +294,23 @@ def _mean_reward(policy, seed: int, num_accounts: int = 1000, months: int = 24) 
 
 @pytest.mark.slow
 def test_ppo_learns_to_beat_a_random_policy(tmp_path):
-    agent = train("ppo", "wechat", tmp_path, total_timesteps=300_000, seed=1000, num_accounts=512,
-                  constraint="none", agent_overrides={"n_steps": 16, "batch_size": 2048, "ent_coef": 0.0,
-                                                      "checkpoint_every": 10**9, "objective": "reward"},
-                  progress=False)
+    agent = train(
+        "ppo",
+        "wechat",
+        tmp_path,
+        total_timesteps=300_000,
+        seed=1000,
+        num_accounts=512,
+        constraint="none",
+        agent_overrides={
+            "n_steps": 16,
+            "batch_size": 2048,
+            "ent_coef": 0.0,
+            "checkpoint_every": 10**9,
+            "objective": "reward",
+        },
+        progress=False,
+    )
     seeds = (1, 2, 3)  # held out: training used seed 1000's accounts and macro path
     trained = np.mean([_mean_reward(agent, s) for s in seeds])
     random = np.mean([_mean_reward(RandomPolicy(s), s) for s in seeds])

@@ -30,7 +30,7 @@ def mixes(draw, categories: tuple[str, ...]) -> dict[str, float]:
     chosen = draw(st.lists(st.sampled_from(categories), min_size=1, max_size=len(categories), unique=True))
     weights = [draw(st.floats(0.01, 1.0)) for _ in chosen]
     total = sum(weights)
-    return {c: w / total for c, w in zip(chosen, weights)}
+    return {c: w / total for c, w in zip(chosen, weights, strict=False)}
 
 
 @st.composite
@@ -46,8 +46,11 @@ def valid_overrides(draw) -> tuple[str, dict[str, Any]]:
     max_line = draw(st.floats(min_line, 400_000.0))
     forced = draw(st.one_of(st.none(), st.integers(0, 12)))
     overrides: dict[str, Any] = {
-        "product.apr_low": apr_low, "product.apr_high": apr_high, "product.market_apr": draw(apr),
-        "product.min_line": min_line, "product.max_line": max_line,
+        "product.apr_low": apr_low,
+        "product.apr_high": apr_high,
+        "product.market_apr": draw(apr),
+        "product.min_line": min_line,
+        "product.max_line": max_line,
         "product.line_income_multiple": draw(st.floats(0.05, 20.0)),  # unbounded in the schema; assumption
         "product.line_score_slope": draw(st.floats(0.0, 3.0)),  # idem
         "product.price_best_score": draw(st.floats(300.0, 900.0)),  # unbounded; the score's own range
@@ -76,7 +79,8 @@ def valid_overrides(draw) -> tuple[str, dict[str, Any]]:
         "macro.stress_job_loss_multiplier": draw(st.floats(0.0, 5.0)),  # unbounded above; assumption
         "macro.stress_reemployment_multiplier": draw(st.floats(0.0, 5.0)),
         "macro.seed": draw(st.integers(0, 2**31)),
-        "macro.enter_stress": draw(prob), "macro.exit_stress": draw(prob),
+        "macro.enter_stress": draw(prob),
+        "macro.exit_stress": draw(prob),
         "macro.forced_stress_start": forced,
         "macro.forced_stress_months": draw(st.integers(0, 24)),
         "delinquency.cure_rates": [draw(prob) for _ in range(5)],
@@ -131,8 +135,12 @@ def test_invariants_hold_for_random_valid_configs(config, plan, seed, simulate_m
     assert checked == months, f"simulated {checked} of {months} months"  # each one went through the checkers
 
 
-@given(config=valid_overrides(), seed=st.integers(0, 2**40), continuous=st.booleans(),
-       action_seed=st.integers(0, 2**32 - 1))
+@given(
+    config=valid_overrides(),
+    seed=st.integers(0, 2**40),
+    continuous=st.booleans(),
+    action_seed=st.integers(0, 2**32 - 1),
+)
 @SETTINGS
 def test_portfolio_stays_inside_its_spaces(config, seed, continuous, action_seed):
     preset, overrides = config
@@ -141,10 +149,7 @@ def test_portfolio_stays_inside_its_spaces(config, seed, continuous, action_seed
     rng = np.random.default_rng(action_seed)
     for _ in range(8):
         assert np.all(np.isfinite(obs)) and all(venv.observation_space.contains(o) for o in obs)
-        if continuous:
-            actions = rng.uniform(-1, 1, size=(16, 1)).astype(np.float32)
-        else:
-            actions = rng.integers(0, 7, size=16)
+        actions = rng.uniform(-1, 1, size=(16, 1)).astype(np.float32) if continuous else rng.integers(0, 7, size=16)
         obs, rewards, dones, infos = venv.step(actions)
         assert np.all(np.isfinite(rewards))
         info = venv.last_info
@@ -163,8 +168,9 @@ def test_continuous_action_mapping(a):
 
 
 def test_continuous_action_mapping_endpoints():
-    np.testing.assert_allclose(continuous_to_multiplier(np.array([-1.0, 0.0, 1.0])),
-                               [LIMIT_MULTIPLIERS[0], 1.0, LIMIT_MULTIPLIERS[-1]])
+    np.testing.assert_allclose(
+        continuous_to_multiplier(np.array([-1.0, 0.0, 1.0])), [LIMIT_MULTIPLIERS[0], 1.0, LIMIT_MULTIPLIERS[-1]]
+    )
     # Out-of-range actions are clipped to the ends (SB3 may sample slightly outside the box).
     np.testing.assert_allclose(continuous_to_multiplier(np.array([-3.0, 3.0])), [0.5, 1.5])
 
@@ -173,5 +179,4 @@ def test_continuous_action_mapping_endpoints():
 def test_discrete_actions_map_to_the_table(actions):
     from envs.actions import discrete_to_multiplier
 
-    np.testing.assert_array_equal(discrete_to_multiplier(np.array(actions)),
-                                  [LIMIT_MULTIPLIERS[a] for a in actions])
+    np.testing.assert_array_equal(discrete_to_multiplier(np.array(actions)), [LIMIT_MULTIPLIERS[a] for a in actions])

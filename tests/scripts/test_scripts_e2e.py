@@ -14,18 +14,32 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
-SUMMARY_COLUMNS = ["policy", "per_user_revenue", "per_user_revenue_ci_low", "per_user_revenue_ci_high",
-                   "m3plus_rate", "m3plus_rate_accounts", "cap", "meets_cap", "uplift_vs_best_static",
-                   "uplift_ci_low", "uplift_ci_high", "utilisation", "average_line", "attrition_rate",
-                   "charge_off_rate"]
+SUMMARY_COLUMNS = [
+    "policy",
+    "per_user_revenue",
+    "per_user_revenue_ci_low",
+    "per_user_revenue_ci_high",
+    "m3plus_rate",
+    "m3plus_rate_accounts",
+    "cap",
+    "meets_cap",
+    "uplift_vs_best_static",
+    "uplift_ci_low",
+    "uplift_ci_high",
+    "utilisation",
+    "average_line",
+    "attrition_rate",
+    "charge_off_rate",
+]
 
 
 def run_script(name: str, *args: str, cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
     env = {**os.environ, "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, str(SCRIPTS / name), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env)
+    return subprocess.run(
+        [sys.executable, str(SCRIPTS / name), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 def load_script(name: str):
@@ -66,11 +80,14 @@ def evaluate_script():
     return load_script("evaluate.py")
 
 
-@pytest.mark.parametrize("argv, fragments", [
-    (["--set", "env.horizon=-3"], ["env.horizon", "-3"]),  # out-of-range value
-    (["--set", "env.horizon=many"], ["env.horizon", "many"]),  # wrong type
-    (["--set", "env.horizon"], ["key=value"]),  # no '='
-])
+@pytest.mark.parametrize(
+    "argv, fragments",
+    [
+        (["--set", "env.horizon=-3"], ["env.horizon", "-3"]),  # out-of-range value
+        (["--set", "env.horizon=many"], ["env.horizon", "many"]),  # wrong type
+        (["--set", "env.horizon"], ["key=value"]),  # no '='
+    ],
+)
 def test_bad_override_values_exit_2(compare, capsys, tmp_path, argv, fragments):
     from agents.cli import run_main
 
@@ -98,8 +115,12 @@ def test_evaluate_input_errors(evaluate_script, capsys, tmp_path):
     assert "--best-static" in capsys.readouterr().err
     rule = tmp_path / "rule.yaml"
     rule.write_text("good_months: 3\nraise_by: 1.5\n")
-    assert run_main(main, ["--preset", "wechat", "--baselines", "rule", "--rule-params", str(rule),
-                           "--out", str(tmp_path)]) == 2
+    assert (
+        run_main(
+            main, ["--preset", "wechat", "--baselines", "rule", "--rule-params", str(rule), "--out", str(tmp_path)]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "raise_by" in err and "raise_multiplier" in err
     assert [p.name for p in tmp_path.iterdir()] == ["rule.yaml"]  # no run folder for rejected input
@@ -119,19 +140,60 @@ def test_existing_run_folder_is_not_overwritten(compare, capsys, tmp_path):
 def test_help_explains_the_options(tmp_path):
     done = run_script("compare.py", "--help", cwd=tmp_path)
     assert done.returncode == 0
-    for option in ("--preset", "--set", "--algos", "--timesteps", "--accounts", "--eval-seeds", "--tune-seeds",
-                   "--load", "--no-train", "--resume", "--out", "--name", "--no-progress"):
+    for option in (
+        "--preset",
+        "--set",
+        "--algos",
+        "--timesteps",
+        "--accounts",
+        "--eval-seeds",
+        "--tune-seeds",
+        "--load",
+        "--no-train",
+        "--resume",
+        "--out",
+        "--name",
+        "--no-progress",
+    ):
         assert option in done.stdout
 
 
 # -- a tiny end-to-end run ------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_compare_then_evaluate_end_to_end(tmp_path):
-    budget = ["--preset", "wechat", "--set", "env.horizon=6", "--accounts", "200", "--eval-seeds", "2",
-              "--tune-seeds", "2", "--rule-trials", "3", "--no-progress"]
-    done = run_script("compare.py", *budget, "--algos", "ppo", "--timesteps", "2048", "--train-accounts", "64",
-                      "--agent-set", "hyperparameters.batch_size=512",
-                      "--name", "tiny", "--out", "results", cwd=tmp_path, timeout=300)
+    budget = [
+        "--preset",
+        "wechat",
+        "--set",
+        "env.horizon=6",
+        "--accounts",
+        "200",
+        "--eval-seeds",
+        "2",
+        "--tune-seeds",
+        "2",
+        "--rule-trials",
+        "3",
+        "--no-progress",
+    ]
+    done = run_script(
+        "compare.py",
+        *budget,
+        "--algos",
+        "ppo",
+        "--timesteps",
+        "2048",
+        "--train-accounts",
+        "64",
+        "--agent-set",
+        "hyperparameters.batch_size=512",
+        "--name",
+        "tiny",
+        "--out",
+        "results",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = tmp_path / "results" / "tiny"
 
@@ -156,31 +218,72 @@ def test_compare_then_evaluate_end_to_end(tmp_path):
     assert not [p for p in run.rglob("*.tmp")]
 
     # evaluate.py reuses the run: its config, its agent, its tuned baselines, its evaluation seeds
-    done = run_script("evaluate.py", "--run", str(run), "--accounts", "200", "--eval-seeds", "2",
-                      "--name", "again", "--out", "results", "--no-progress", cwd=tmp_path, timeout=300)
+    done = run_script(
+        "evaluate.py",
+        "--run",
+        str(run),
+        "--accounts",
+        "200",
+        "--eval-seeds",
+        "2",
+        "--name",
+        "again",
+        "--out",
+        "results",
+        "--no-progress",
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     again = pd.read_csv(tmp_path / "results" / "again" / "summary.csv")
     assert set(again["policy"]) == {"static_hold", "best_static", "rule", "random", "ppo"}
     # same seeds, accounts and policies (random seeded alike): every number is reproduced
-    pd.testing.assert_frame_equal(summary.set_index("policy")[SUMMARY_COLUMNS[1:]],
-                                  again.set_index("policy").loc[summary["policy"], SUMMARY_COLUMNS[1:]])
+    pd.testing.assert_frame_equal(
+        summary.set_index("policy")[SUMMARY_COLUMNS[1:]],
+        again.set_index("policy").loc[summary["policy"], SUMMARY_COLUMNS[1:]],
+    )
 
 
 def test_agent_overrides_apply_to_all_or_one_algorithm(compare):
-    per_algo = compare._agent_overrides(["hyperparameters.gamma=0.97", "ppo.hyperparameters.batch_size=512",
-                                         "dqn.hyperparameters.tau=0.5"], ["ppo", "a2c"])
-    assert per_algo == {"ppo": {"hyperparameters.gamma": 0.97, "hyperparameters.batch_size": 512},
-                        "a2c": {"hyperparameters.gamma": 0.97}}
+    per_algo = compare._agent_overrides(
+        ["hyperparameters.gamma=0.97", "ppo.hyperparameters.batch_size=512", "dqn.hyperparameters.tau=0.5"],
+        ["ppo", "a2c"],
+    )
+    assert per_algo == {
+        "ppo": {"hyperparameters.gamma": 0.97, "hyperparameters.batch_size": 512},
+        "a2c": {"hyperparameters.gamma": 0.97},
+    }
 
 
 def test_benchmark_prints_and_writes_its_table(tmp_path):
     # A tiny run: the figures themselves are machine-dependent; the table, its rows and the file are not.
     out = tmp_path / "bench.md"
-    done = run_script("benchmark.py", "--accounts", "300", "--steps", "3", "--single-envs", "2",
-                      "--memory-accounts", "1000", "--repeats", "2", "--write", str(out), cwd=tmp_path)
+    done = run_script(
+        "benchmark.py",
+        "--accounts",
+        "300",
+        "--steps",
+        "3",
+        "--single-envs",
+        "2",
+        "--memory-accounts",
+        "1000",
+        "--repeats",
+        "2",
+        "--write",
+        str(out),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
-    for row in ("make_portfolio, random actions", "infos read as by SB3", "make_portfolio, holding",
-                "monthly step alone", "DummyVecEnv", "speed-up", "peak memory, 1,000 accounts"):
+    for row in (
+        "make_portfolio, random actions",
+        "infos read as by SB3",
+        "make_portfolio, holding",
+        "monthly step alone",
+        "DummyVecEnv",
+        "speed-up",
+        "peak memory, 1,000 accounts",
+    ):
         assert row in done.stdout, done.stdout
     written = out.read_text()
     assert "best of 2 runs per figure" in written and "speed-up" in written

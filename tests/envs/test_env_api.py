@@ -38,13 +38,15 @@ def _rollout(venv, steps: int, continuous: bool, action_seed: int = 0) -> list[t
     out = [(venv.reset().copy(),)]
     for _ in range(steps):
         obs, rewards, dones, infos = venv.step(_actions(rng, venv.num_envs, continuous))
-        ends = {i: (infos[i]["terminal_observation"].copy(), infos[i]["TimeLimit.truncated"])
-                for i in np.flatnonzero(dones)}
+        ends = {
+            i: (infos[i]["terminal_observation"].copy(), infos[i]["TimeLimit.truncated"]) for i in np.flatnonzero(dones)
+        }
         out.append((obs.copy(), rewards.copy(), dones.copy(), ends))
     return out
 
 
 # -- checkers -----------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("env_id", list(ENV_IDS.values()))
@@ -81,6 +83,7 @@ def test_spaces_match_the_documented_layout():
 
 # -- batched equals single ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("preset", PRESETS)
 @pytest.mark.parametrize("continuous", [False, True])
 def test_portfolio_equals_single_envs(preset, continuous):
@@ -88,7 +91,7 @@ def test_portfolio_equals_single_envs(preset, continuous):
     batched = _rollout(envs.make_portfolio(preset, n, seed=seed, continuous=continuous, **SHORT), steps, continuous)
     single = _rollout(_dummy(preset, n, seed, continuous, **SHORT), steps, continuous)
     resets = 0
-    for t, (b, s) in enumerate(zip(batched, single)):
+    for t, (b, s) in enumerate(zip(batched, single, strict=False)):
         np.testing.assert_array_equal(b[0], s[0], err_msg=f"observations differ at step {t}")
         if t == 0:
             continue
@@ -152,6 +155,7 @@ def test_unseeded_reset_acquires_the_next_accounts_in_both_faces():
 
 # -- auto-reset infos ---------------------------------------------------------------------------------
 
+
 def test_terminal_observation_and_truncation_flags():
     n, horizon = 300, 4
     venv = envs.make_portfolio("douyin", n, seed=8, **{"env.horizon": horizon, "attrition.base_rate": 0.2})
@@ -200,8 +204,9 @@ def test_last_info_is_not_overwritten_by_the_next_step():
     venv.reset()
     venv.step(np.full(5, envs.HOLD_ACTION))
     kept = venv.last_info
-    snapshot = {k: (v.copy() if isinstance(v, np.ndarray) else {n: a.copy() for n, a in v.items()})
-                for k, v in kept.items()}
+    snapshot = {
+        k: (v.copy() if isinstance(v, np.ndarray) else {n: a.copy() for n, a in v.items()}) for k, v in kept.items()
+    }
     for _ in range(3):
         venv.step(np.full(5, 6))
     for key, value in snapshot.items():
@@ -214,9 +219,10 @@ def test_last_info_is_not_overwritten_by_the_next_step():
 
 # -- determinism --------------------------------------------------------------------------------------
 
+
 def _assert_same(a: list[tuple], b: list[tuple]) -> None:
-    for x, y in zip(a, b):
-        for u, v in zip(x, y):
+    for x, y in zip(a, b, strict=False):
+        for u, v in zip(x, y, strict=False):
             if isinstance(u, dict):
                 assert u.keys() == v.keys()
                 for i in u:
@@ -228,8 +234,10 @@ def _assert_same(a: list[tuple], b: list[tuple]) -> None:
 
 @pytest.mark.parametrize("continuous", [False, True])
 def test_same_seed_same_trajectory(continuous):
-    runs = [_rollout(envs.make_portfolio("wechat", 20, seed=42, continuous=continuous, **SHORT), 15, continuous)
-            for _ in range(2)]
+    runs = [
+        _rollout(envs.make_portfolio("wechat", 20, seed=42, continuous=continuous, **SHORT), 15, continuous)
+        for _ in range(2)
+    ]
     _assert_same(*runs)
 
 
@@ -290,6 +298,7 @@ def test_macro_regime_is_shared_and_keyed_on_macro_seed():
 
 # -- bad actions and misuse ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("action", [7, -1, 2.5, np.int64(99)])
 def test_invalid_discrete_action_raises(action):
     env = gym.make("CreditLine-v0").unwrapped
@@ -302,8 +311,9 @@ def test_invalid_discrete_action_raises(action):
         venv.step(np.array([3, action, 3]))
 
 
-@pytest.mark.parametrize("dtype, bad", [(np.uint64, 2**64 - 1), (np.uint64, 2**64 - 7), (np.uint8, 7),
-                                        (np.int8, -1), (np.int32, 7)])
+@pytest.mark.parametrize(
+    "dtype, bad", [(np.uint64, 2**64 - 1), (np.uint64, 2**64 - 7), (np.uint8, 7), (np.int8, -1), (np.int32, 7)]
+)
 def test_invalid_discrete_action_of_any_integer_dtype_raises(dtype, bad):
     # (take() would wrap these to valid indices if they were not checked)
     venv = envs.make_portfolio("wechat", 3, seed=0)
@@ -373,6 +383,7 @@ def test_wrong_shape_action_on_single_env_raises_clearly():
 
 
 # -- a real consumer ----------------------------------------------------------------------------------
+
 
 @pytest.mark.slow  # torch import and a few PPO updates: ~5-10 s
 @pytest.mark.parametrize("continuous", [False, True])

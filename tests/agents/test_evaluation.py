@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from agents.evaluation import (SEGMENTS, bootstrap_ci, check_disjoint, evaluate, paired_difference,
-                               portfolio_seed, split_seeds)
+from agents.evaluation import (
+    SEGMENTS,
+    bootstrap_ci,
+    check_disjoint,
+    evaluate,
+    paired_difference,
+    portfolio_seed,
+    split_seeds,
+)
 from agents.policies import BestStatic, RandomPolicy, RuleBased, StaticHold, obs_index
 from envs.config import load_config
 
@@ -32,8 +39,14 @@ class Recorder:
 
 
 def test_deterministic(config):
-    policies = lambda: {"best_static": BestStatic(1.25), "hold": StaticHold(), "rule": RuleBased(),  # noqa: E731
-                        "random": RandomPolicy(3)}
+    def policies():
+        return {
+            "best_static": BestStatic(1.25),
+            "hold": StaticHold(),
+            "rule": RuleBased(),  # noqa: E731
+            "random": RandomPolicy(3),
+        }
+
     a = evaluate(policies(), config, seeds=[4, 9], **SMALL)
     b = evaluate(policies(), config, seeds=[4, 9], **SMALL)
     for name in a._fields:
@@ -41,8 +54,11 @@ def test_deterministic(config):
 
 
 def test_every_policy_sees_the_same_accounts(config):
-    recorders = {"best_static": Recorder(BestStatic(1.5)), "hold": Recorder(StaticHold()),
-                 "random": Recorder(RandomPolicy(0))}
+    recorders = {
+        "best_static": Recorder(BestStatic(1.5)),
+        "hold": Recorder(StaticHold()),
+        "random": Recorder(RandomPolicy(0)),
+    }
     evaluate(recorders, config, seeds=[0, 1], **SMALL)
     first = [r.first for r in recorders.values()]
     assert all(len(f) == 2 for f in first)
@@ -120,9 +136,17 @@ def test_monthly_path_adds_up(config):
 def test_truncation_is_not_attrition(config):
     # No misses and no voluntary closures: every account ends at the 6-month horizon, which is neither a
     # closure nor a charge-off, and the initial cohort earns nothing after month 6.
-    quiet = load_config("wechat", {"env.horizon": 6, "attrition.base_rate": 0.0, "attrition.cut_effect": 0.0,
-                                   "attrition.low_line_effect": 0.0, "attrition.apr_effect": 0.0,
-                                   "default.risk_intercept": -40.0})
+    quiet = load_config(
+        "wechat",
+        {
+            "env.horizon": 6,
+            "attrition.base_rate": 0.0,
+            "attrition.cut_effect": 0.0,
+            "attrition.low_line_effect": 0.0,
+            "attrition.apr_effect": 0.0,
+            "default.risk_intercept": -40.0,
+        },
+    )
     result = evaluate({"hold": StaticHold()}, quiet, 500, seeds=[0], months=12, progress=False, reference=None)
     row = result.per_seed.iloc[0]
     assert row["attrition_rate"] == 0.0 and row["charge_off_rate"] == 0.0 and row["m3plus_rate"] == 0.0
@@ -164,8 +188,10 @@ def test_continuous_policy_gives_the_same_numbers(config):
     # Not bit-identical: a float32 Box action maps back to 1.25 only to ~1e-7, and a line of e.g. 600 x 1.25
     # = 750 sits exactly on the simulator's rounding to whole hundreds, so a few lines end 100 CNY apart.
     np.testing.assert_allclose(discrete.per_seed[cols].to_numpy(), box.per_seed[cols].to_numpy(), rtol=5e-3)
-    assert box.per_seed["average_line"].iloc[0] > 1.7 * evaluate(
-        {"best_static": StaticHold()}, config, seeds=[0], **SMALL).per_seed["average_line"].iloc[0]
+    assert (
+        box.per_seed["average_line"].iloc[0]
+        > 1.7 * evaluate({"best_static": StaticHold()}, config, seeds=[0], **SMALL).per_seed["average_line"].iloc[0]
+    )
 
 
 def test_bad_input_is_named(config):

@@ -6,8 +6,14 @@ import numpy as np
 import pytest
 
 import envs
-from agents.lagrangian import (CostPenaltyVecEnv, FixedLambda, LambdaHolder, PIDLagrangian, make_controller,
-                               ConstraintConfig)
+from agents.lagrangian import (
+    ConstraintConfig,
+    CostPenaltyVecEnv,
+    FixedLambda,
+    LambdaHolder,
+    PIDLagrangian,
+    make_controller,
+)
 from envs.actions import LIMIT_MULTIPLIERS
 
 CAP = 0.018  # wechat's cap (DOMAIN.md section 1); any fraction would do
@@ -17,7 +23,7 @@ CAP = 0.018  # wechat's cap (DOMAIN.md section 1); any fraction would do
 def test_lambda_rises_while_the_rate_exceeds_the_cap():
     pid = PIDLagrangian(CAP)
     values = [pid.value] + [pid.update(2 * CAP) for _ in range(20)]
-    assert all(b > a for a, b in zip(values, values[1:]))
+    assert all(b > a for a, b in zip(values, values[1:], strict=False))
 
 
 def test_lambda_falls_to_zero_below_the_cap_and_never_goes_negative():
@@ -27,7 +33,7 @@ def test_lambda_falls_to_zero_below_the_cap_and_never_goes_negative():
     high = pid.value
     values = [pid.update(0.0) for _ in range(200)]
     assert values[0] < high
-    assert all(b <= a for a, b in zip(values, values[1:]))  # monotone down with a steady clean book
+    assert all(b <= a for a, b in zip(values, values[1:], strict=False))  # monotone down with a steady clean book
     assert values[-1] == 0.0
     assert min(values) >= 0.0 and pid.integral >= 0.0
 
@@ -44,8 +50,9 @@ def test_one_update_follows_the_pid_formula():
 
 def test_target_share_makes_the_controller_aim_below_the_cap():
     # At 90% of the cap the error is (0.9 cap - 0.8 cap) / (0.8 cap) = +0.125 when aiming at 80% of it.
-    aiming_low = make_controller("pid", ConstraintConfig(kp=1.0, ki=0.0, kd=0.0, lambda_init=0.0, target_share=0.8),
-                                 CAP)
+    aiming_low = make_controller(
+        "pid", ConstraintConfig(kp=1.0, ki=0.0, kd=0.0, lambda_init=0.0, target_share=0.8), CAP
+    )
     assert aiming_low.update(0.9 * CAP) == pytest.approx(0.125)
     at_cap = make_controller("pid", ConstraintConfig(kp=1.0, ki=0.0, kd=0.0, lambda_init=0.0), CAP)
     assert at_cap.update(0.9 * CAP) == 0.0  # below the cap itself: no penalty
@@ -88,10 +95,16 @@ def test_fixed_and_none_keep_lambda_constant():
         assert none.update(rate) == 0.0
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"cap": 0.0}, "cap"), ({"cap": 1.5}, "cap"), ({"cap": CAP, "kp": -0.1}, "kp"),
-    ({"cap": CAP, "lambda_init": float("nan")}, "lambda_init"), ({"cap": CAP, "lambda_max": 0.0}, "lambda_max"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"cap": 0.0}, "cap"),
+        ({"cap": 1.5}, "cap"),
+        ({"cap": CAP, "kp": -0.1}, "kp"),
+        ({"cap": CAP, "lambda_init": float("nan")}, "lambda_init"),
+        ({"cap": CAP, "lambda_max": 0.0}, "lambda_max"),
+    ],
+)
 def test_bad_controller_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message):
         PIDLagrangian(**kwargs)
@@ -135,7 +148,7 @@ def test_wrapper_with_lambda_zero_changes_nothing_and_follows_the_holder():
     wrapped = CostPenaltyVecEnv(envs.make_portfolio("wechat", 64, seed=5), holder, CAP, 100.0)
     raw_env.reset(), wrapped.reset()
     hold = np.full(64, envs.HOLD_ACTION)
-    for month in range(12):
+    for _month in range(12):
         _, raw, _, _ = raw_env.step(hold)
         _, penalised, _, _ = wrapped.step(hold)
         np.testing.assert_array_equal(penalised, raw.astype(np.float32))
@@ -168,8 +181,13 @@ def test_rollout_stats_pool_the_balance_based_m3plus_rate():
 def test_horizon_is_reported_as_termination_when_asked():
     n, horizon = 16, 3
     for terminal in (True, False):
-        wrapped = CostPenaltyVecEnv(envs.make_portfolio("wechat", n, seed=3, **{"env.horizon": horizon}),
-                                    LambdaHolder(), CAP, 100.0, horizon_is_terminal=terminal)
+        wrapped = CostPenaltyVecEnv(
+            envs.make_portfolio("wechat", n, seed=3, **{"env.horizon": horizon}),
+            LambdaHolder(),
+            CAP,
+            100.0,
+            horizon_is_terminal=terminal,
+        )
         wrapped.reset()
         truncated = []
         for _ in range(horizon):
@@ -180,8 +198,9 @@ def test_horizon_is_reported_as_termination_when_asked():
 
 def test_revenue_objective_penalises_the_revenue():
     n = 64
-    wrapped = CostPenaltyVecEnv(envs.make_portfolio("wechat", n, seed=11), LambdaHolder(0.5), CAP, 100.0,
-                                objective="revenue")
+    wrapped = CostPenaltyVecEnv(
+        envs.make_portfolio("wechat", n, seed=11), LambdaHolder(0.5), CAP, 100.0, objective="revenue"
+    )
     wrapped.reset()
     for _ in range(8):
         _, penalised, _, _ = wrapped.step(np.full(n, envs.HOLD_ACTION))

@@ -125,9 +125,9 @@ def test_independent_of_batch_composition():
     months = np.arange(1000) % 37
     batch = _monthly(keys, months, 4)
     for i in (0, 1, 500, 999):
-        alone = _monthly(keys[i:i + 1], months[i:i + 1], 4)
+        alone = _monthly(keys[i : i + 1], months[i : i + 1], 4)
         np.testing.assert_array_equal(batch[i], alone[0])
-        scalar_counter = _monthly(keys[i:i + 1], int(months[i]), 4)
+        scalar_counter = _monthly(keys[i : i + 1], int(months[i]), 4)
         np.testing.assert_array_equal(batch[i], scalar_counter[0])
     shuffled = np.random.default_rng(0).permutation(1000)
     np.testing.assert_array_equal(_monthly(keys[shuffled], months[shuffled], 4), batch[shuffled])
@@ -139,7 +139,7 @@ def test_account_key_depends_only_on_its_seed_and_episode():
     episodes = np.array([0, 3, 1])
     keys = rs.account_keys(seeds, episodes)
     for i in range(3):
-        assert rs.account_keys(seeds[i:i + 1], episodes[i:i + 1])[0] == keys[i]
+        assert rs.account_keys(seeds[i : i + 1], episodes[i : i + 1])[0] == keys[i]
 
 
 def test_different_episode_month_stream_or_seed_give_different_draws():
