@@ -4,8 +4,26 @@ For each evaluation seed ``s`` and each policy, a fresh ``make_portfolio`` is bu
 ``s`` (:func:`portfolio_seed`) with the macro path ``macro.seed = s``, so every policy meets the same
 accounts, the same replacements and the same macro regime (common random numbers; actions never feed the
 random stream). Per policy and seed the evaluator computes revenue, the capped M3+ rate and the book's
-shape; across seeds it reports means with percentile-bootstrap confidence intervals, and each policy's
-paired difference from a reference policy (``best_static``).
+shape; across seeds it reports means with BCa bootstrap confidence intervals (``agents.bootstrap``), and
+each policy's paired difference from a reference (``best_static``) and from the rule (``rule``), and its
+share of the oracle's gain (``oracle``).
+
+Whole-life accounting. The initial cohort (the ``num_accounts`` accounts open at the start) is followed
+under the policy for the evaluation window (``months``, default ``env.horizon``). Then its accounts still on
+the book **run off**: their lines are frozen, they draw nothing more and repay under the product's schedule,
+and they can still miss, roll and be charged off, until each is repaid or charged off
+(``Simulator.start_run_off``, the simulator's own ``closing`` state, so the run-off has the dynamics of every
+other month). Revenue, credit losses and M3+ count over these whole lives. Why: with a window alone, risk
+created near its end is never booked (a miss takes three months to reach M3 and six to be charged off, and
+the balances left at the end vanish with the accounts), so a policy that raises every line a year before the
+end earns the extra interest while its losses fall outside the window; with run-off, a late raise carries the
+risk it creates (``tests/agents/test_evaluation.py`` checks it against the same raise at origination). Why
+not a steady-state book: it needs a burn-in longer than the window for every policy and seed, and a
+policy's whole-life value per acquired account is what the lender prices. The run-off is bounded by
+``run_off_months`` (:data:`RUN_OFF_MONTHS`, far longer than a repayment takes: a balance halves each month at
+the default adjustment rate, and a delinquent account is charged off within six months); the share of the
+cohort still open at the bound is reported as ``run_off_left``. Accounts that replace ended ones keep the
+simulated book going but are not counted: they are acquired at different ages under different policies.
 
 Seeds. Account ``i`` of ``make_portfolio(seed=k)`` is keyed on ``k + i``, so portfolios seeded 0 and 1
 share all but one account. An evaluation seed ``s`` therefore owns the block ``[s * 2**32, s * 2**32 +
@@ -24,21 +42,42 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 import envs
+from agents.bootstrap import PairedDifference, bootstrap_ci, mean_intervals, paired_difference
 from agents.policies import Policy, is_continuous, obs_index
+from envs.actions import continuous_to_multiplier, discrete_to_multiplier
 from envs.config import AGE_BANDS, CITY_TIERS, Config, resolve_config
+
+__all__ = [
+    "evaluate",
+    "Evaluation",
+    "portfolio_seed",
+    "check_disjoint",
+    "split_seeds",
+    "SeedSplit",
+    "bootstrap_ci",
+    "paired_difference",
+    "PairedDifference",
+    "RUN_OFF_MONTHS",
+]
 
 SEED_BLOCK = 2**32  # account keys owned by one evaluation seed
 SEGMENTS: dict[str, tuple[str, ...]] = {"age_band": AGE_BANDS, "city_tier": CITY_TIERS, "thin_file": ("no", "yes")}
 M3PLUS_BUCKETS = (3, 5)  # months past due counted as M3+ (6 is charged off and off the book)
 CHARGED_OFF = 6  # months_past_due reported for a charge-off
+RUN_OFF_MONTHS = 60  # [months] bound on the run-off after the window (a design choice, see the docstring)
 METRICS = (
     "per_user_revenue",
+    "credit_loss_per_user",
     "m3plus_rate",
     "m3plus_rate_accounts",
+    "m3plus_rate_normal",
+    "m3plus_rate_stress",
     "utilisation",
     "average_line",
     "attrition_rate",
     "charge_off_rate",
+    "run_off_revenue",
+    "run_off_left",
 )
 
 
@@ -91,62 +130,6 @@ def split_seeds(training: int, tuning: int, evaluation: int, start: int = 0) -> 
     return split
 
 
-# -- bootstrap --------------------------------------------------------------------------------------------
-def bootstrap_ci(
-    values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean of ``values`` (NaN, NaN with fewer than two).
-
-    Args:
-        values: one number per independent unit (here: per seed).
-        rng: the generator the resamples come from (seed it for reproducible intervals).
-        n_boot: bootstrap resamples.
-        level: coverage, e.g. 0.95.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    if x.size < 2:
-        return float("nan"), float("nan")
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
-
-
-class PairedDifference(NamedTuple):
-    """``a`` against reference ``b`` on the same seeds: mean difference and relative uplift, with CIs."""
-
-    difference: float
-    difference_ci: tuple[float, float]
-    uplift: float  # mean(a) / mean(b) - 1, NaN when mean(b) <= 0
-    uplift_ci: tuple[float, float]
-
-
-def paired_difference(
-    a: Sequence[float], b: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = 0.95
-) -> PairedDifference:
-    """Paired percentile bootstrap: the same resampled seeds for ``a`` and ``b``.
-
-    The uplift is a ratio of means, undefined (NaN) when the reference's mean is not positive.
-    """
-    x, y = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if x.shape != y.shape or x.ndim != 1 or x.size == 0:
-        raise ValueError(f"paired samples need two equal-length non-empty 1-d arrays, got {x.shape} and {y.shape}")
-    nan2 = (float("nan"), float("nan"))
-    diff = float(np.mean(x - y))
-    ref = float(np.mean(y))
-    uplift = diff / ref if ref > 0 else float("nan")
-    if x.size < 2:
-        return PairedDifference(diff, nan2, uplift, nan2)
-    idx = rng.integers(0, x.size, size=(n_boot, x.size))
-    d = (x[idx] - y[idx]).mean(axis=1)
-    r = y[idx].mean(axis=1)
-    u = np.where(r > 0, d / np.where(r > 0, r, 1.0), np.nan)
-    tail = (1 - level) / 2 * 100
-    diff_ci = tuple(float(v) for v in np.percentile(d, [tail, 100 - tail]))
-    uplift_ci = tuple(float(v) for v in np.nanpercentile(u, [tail, 100 - tail])) if ref > 0 else nan2
-    return PairedDifference(diff, diff_ci, uplift, uplift_ci)
-
-
 # -- one run ----------------------------------------------------------------------------------------------
 def _groups(obs: np.ndarray) -> np.ndarray:
     """Indicator matrix (n, groups): column 0 is every account, then one column per segment level."""
@@ -161,63 +144,137 @@ def _groups(obs: np.ndarray) -> np.ndarray:
 
 
 _NUM_GROUPS = 1 + sum(len(levels) for levels in SEGMENTS.values())
-_SUMS = ("m3_balance", "balance", "m3_accounts", "open_accounts", "line", "closures", "charge_offs", "account_months")
+_SUMS = (
+    "revenue",  # [CNY]
+    "credit_loss",  # [CNY] charged off net of recoveries (positive), part of the revenue
+    "m3_balance",
+    "balance",
+    "m3_accounts",
+    "open_accounts",
+    "line",
+    "closures",
+    "charge_offs",
+    "account_months",
+)
 
 
 @dataclass
 class _Run:
-    """Sums of one policy on one seed: ``sums[name]`` has shape (months, groups); cohort revenue by group."""
+    """Monthly sums of one policy on one seed over the cohort's lives: window months, then run-off months.
+
+    ``sums[name]`` has shape (months, groups) (column 0 every account, then each segment level).
+    """
 
     sums: dict[str, np.ndarray]
-    cohort_revenue: np.ndarray  # (months, groups) [CNY] revenue of the initial cohort
+    stress: np.ndarray  # (months,) the month's macro regime (True: stress)
+    window: int  # months under the policy; the rest is run-off
     cohort_size: np.ndarray  # (groups,)
+    left: np.ndarray  # (groups,) cohort accounts still open when the run-off bound was reached
     first_obs: np.ndarray  # the observation at reset (for checks that every policy saw the same accounts)
 
+    @classmethod
+    def empty(cls, months: int, window: int, groups: np.ndarray, first_obs: np.ndarray) -> _Run:
+        sums = {name: np.zeros((months, _NUM_GROUPS)) for name in _SUMS}
+        size = groups.sum(axis=0)
+        return cls(sums, np.zeros(months, bool), window, size, size, first_obs)
 
-def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: int) -> _Run:
+    def record(
+        self,
+        t: int,
+        groups: np.ndarray,
+        members: np.ndarray,
+        revenue: np.ndarray,
+        components: Mapping[str, np.ndarray],
+        mpd: np.ndarray,
+        balance: np.ndarray,
+        line: np.ndarray,
+        ended: np.ndarray,
+        stress: bool,
+    ) -> None:
+        """Month ``t`` of the accounts in ``members`` (bool), as the month's end left them."""
+        i = np.flatnonzero(members)
+        mpd, balance, ended = mpd[i], balance[i], ended[i]
+        charged_off = ended & (mpd == CHARGED_OFF)
+        is_open = ~ended
+        m3 = (mpd >= M3PLUS_BUCKETS[0]) & (mpd <= M3PLUS_BUCKETS[1]) & (balance > 0)
+        # A closure in the window is attrition; in the run-off it is a balance repaid, not counted as one.
+        closed = ended & ~charged_off if t < self.window else np.zeros_like(ended)
+        weights = np.column_stack(
+            [revenue[i], -components["credit_loss"][i], np.where(m3, balance, 0.0), balance, m3 & is_open]
+            + [is_open, np.where(is_open, line[i], 0.0), closed, charged_off, np.ones(len(i))]
+        )
+        for name, total in zip(_SUMS, (groups[i].T @ weights).T, strict=True):  # one product sums every group
+            self.sums[name][t] = total
+        self.stress[t] = stress
+
+    def trimmed(self, months: int, running: np.ndarray, groups: np.ndarray) -> _Run:
+        """The first ``months`` months, with the accounts still ``running`` counted as left."""
+        sums = {name: s[:months] for name, s in self.sums.items()}
+        left = groups.T @ running.astype(np.float64)
+        return _Run(sums, self.stress[:months], self.window, self.cohort_size, left, self.first_obs)
+
+
+def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: int, run_off_months: int) -> _Run:
     venv = envs.make_portfolio(
         config, num_accounts, seed=portfolio_seed(seed), continuous=is_continuous(policy), **{"macro.seed": int(seed)}
     )
     obs = venv.reset()
-    first_obs = obs.copy()
-    cohort_groups = _groups(obs)
-    alive = np.ones(num_accounts, dtype=bool)  # slot still holds its initial (cohort) account
-    sums = {name: np.zeros((months, _NUM_GROUPS)) for name in _SUMS}
-    cohort_revenue = np.zeros((months, _NUM_GROUPS))
+    sim = venv.sim
+    bind = getattr(policy, "bind_simulator", None)
+    if callable(bind):  # a privileged policy (the oracle) reads hidden state from this run's simulator
+        bind(sim)
+    groups = _groups(obs)  # the cohort's segments (fixed over an account's life)
+    run = _Run.empty(months + run_off_months, months, groups, obs.copy())
+    alive = np.ones(num_accounts, dtype=bool)  # slot still holds its cohort account
     state, episode_start = None, np.ones(num_accounts, dtype=bool)
-    ones = np.ones(num_accounts)
     for t in range(months):
         actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
-        groups = _groups(obs)  # segments of the accounts acting this month (fixed over an account's life)
-        obs, _, dones, infos = venv.step(actions)
-        info = venv.last_info
-        mpd, balance, line = info["months_past_due"], info["balance"], info["line"]
-        done_idx = np.flatnonzero(dones)
-        truncated = np.zeros(num_accounts, dtype=bool)
-        truncated[done_idx] = [infos[i]["TimeLimit.truncated"] for i in done_idx]
-        charged_off = mpd == CHARGED_OFF
-        closed = dones & ~truncated & ~charged_off
-        is_open = ~(charged_off | closed)  # still on the book at month end
-        m3 = (mpd >= M3PLUS_BUCKETS[0]) & (mpd <= M3PLUS_BUCKETS[1]) & (balance > 0)
-        weights = np.column_stack(
-            [
-                np.where(m3, balance, 0.0),
-                balance,
-                m3 & is_open,
-                is_open,
-                np.where(is_open, line, 0.0),
-                closed,
-                charged_off,
-                ones,
-            ]
-        )
-        weights *= alive[:, None]  # the cohort only: see evaluate()
-        for name, total in zip(_SUMS, (groups.T @ weights).T, strict=False):  # one matrix product sums every group
-            sums[name][t] = total
-        cohort_revenue[t] = cohort_groups.T @ np.where(alive, info["revenue"], 0.0)
+        stress = sim.stress  # the regime this month is simulated in (the observation's macro_stress)
+        if t < months - 1:
+            obs, _, dones, _ = venv.step(actions)
+            info = venv.last_info
+            revenue, components = info["revenue"], info["reward_components"]
+            mpd, balance, line = info["months_past_due"], info["balance"], info["line"]
+        else:  # the last month on the simulator itself: the venv would replace the accounts at the horizon
+            result = sim.step(_multipliers(venv, actions))
+            dones = result.terminated  # (reaching the horizon is not an end here: the cohort runs off)
+            revenue, components = result.revenue, result.components
+            mpd, balance, line = sim.state.months_past_due, sim.state.balance, sim.state.line
+        run.record(t, groups, alive, revenue, components, mpd, balance, line, dones, stress)
         alive &= ~dones
         episode_start = dones
-    return _Run(sums, cohort_revenue, cohort_groups.sum(axis=0), first_obs)
+
+    # Run-off: lines frozen (multiplier 1), no drawing, until every cohort account is repaid or charged off.
+    running = alive
+    sim.start_run_off(np.flatnonzero(running))
+    hold, t = np.ones(num_accounts), months
+    while t < months + run_off_months and running.any():
+        stress = sim.stress
+        result = sim.step(hold)
+        s = sim.state
+        run.record(
+            t,
+            groups,
+            running,
+            result.revenue,
+            result.components,
+            s.months_past_due,
+            s.balance,
+            s.line,
+            result.terminated,
+            stress,
+        )
+        running &= ~result.terminated
+        t += 1
+    return run.trimmed(t, running, groups)
+
+
+def _multipliers(venv: envs.PortfolioVecEnv, actions: np.ndarray) -> np.ndarray:
+    """The line multipliers of a batch of actions, as ``venv.step`` would apply them."""
+    multiplier = (continuous_to_multiplier if venv.continuous else discrete_to_multiplier)(actions)
+    if multiplier.shape != (venv.num_envs,):
+        raise ValueError(f"expected {venv.num_envs} actions, got {multiplier.shape[0]}")
+    return multiplier
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -225,17 +282,30 @@ def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
 
 
 def _metrics(run: _Run) -> dict[str, np.ndarray]:
-    """Window metrics of a run, one value per group (all accounts, then each segment level)."""
+    """Metrics of a run, one value per group (all accounts, then each segment level).
+
+    Revenue, losses and M3+ over the whole lives (window and run-off); the book's shape (line,
+    utilisation, attrition) over the window, where the policy sets the lines.
+    """
     total = {name: s.sum(axis=0) for name, s in run.sums.items()}
-    years = total["account_months"] / 12
+    window = {name: s[: run.window].sum(axis=0) for name, s in run.sums.items()}
+    regime = {
+        flag: {k: run.sums[k][run.stress == flag].sum(axis=0) for k in ("m3_balance", "balance")}
+        for flag in (False, True)
+    }
     return {
-        "per_user_revenue": _ratio(run.cohort_revenue.sum(axis=0), run.cohort_size),
+        "per_user_revenue": _ratio(total["revenue"], run.cohort_size),
+        "credit_loss_per_user": _ratio(total["credit_loss"], run.cohort_size),
         "m3plus_rate": _ratio(total["m3_balance"], total["balance"]),
         "m3plus_rate_accounts": _ratio(total["m3_accounts"], total["open_accounts"]),
-        "utilisation": _ratio(total["balance"], total["line"]),
-        "average_line": _ratio(total["line"], total["open_accounts"]),
-        "attrition_rate": _ratio(total["closures"], years),
-        "charge_off_rate": _ratio(total["charge_offs"], years),
+        "m3plus_rate_normal": _ratio(regime[False]["m3_balance"], regime[False]["balance"]),
+        "m3plus_rate_stress": _ratio(regime[True]["m3_balance"], regime[True]["balance"]),
+        "utilisation": _ratio(window["balance"], window["line"]),
+        "average_line": _ratio(window["line"], window["open_accounts"]),
+        "attrition_rate": _ratio(window["closures"], window["account_months"] / 12),
+        "charge_off_rate": _ratio(total["charge_offs"], total["account_months"] / 12),
+        "run_off_revenue": _ratio(total["revenue"] - window["revenue"], run.cohort_size),
+        "run_off_left": _ratio(run.left, run.cohort_size),
     }
 
 
@@ -243,14 +313,20 @@ def _metrics(run: _Run) -> dict[str, np.ndarray]:
 class Evaluation(NamedTuple):
     """What :func:`evaluate` returns. Rates and uplift are fractions; revenue is CNY per account.
 
-    - ``summary``: one row per policy; means over seeds with ``*_ci_low`` / ``*_ci_high`` (95% percentile
-      bootstrap over seeds, NaN with one seed), ``cap``, ``meets_cap`` (mean pooled M3+ rate <= cap),
-      ``meets_cap_share`` (share of seeds meeting it), and against the reference ``revenue_diff_vs_best_static``
-      and ``uplift_vs_best_static`` with their paired-bootstrap CIs.
+    - ``summary``: one row per policy; means over seeds with ``*_ci_low`` / ``*_ci_high`` (95% BCa bootstrap
+      over seeds, NaN with one seed), ``cap``, ``meets_cap`` (mean whole-life M3+ rate <= cap),
+      ``meets_cap_share`` (share of seeds meeting it); against the reference ``revenue_diff_vs_best_static``
+      [CNY per user] (``revenue_diff_ci_low/high``) and ``uplift_vs_best_static`` (``uplift_ci_low/high``);
+      against the rule ``revenue_diff_vs_rule`` and ``uplift_vs_rule`` (with ``_ci_low/_ci_high``), all
+      paired-bootstrap intervals; ``comparison_vs_best_static`` / ``comparison_vs_rule`` name the column a
+      table should show, ``uplift`` or, when the reference's mean revenue is not positive (a relative uplift
+      means nothing then), ``revenue_diff``; ``oracle_share`` = (policy - reference) / (oracle - reference)
+      on mean per-user revenue (NaN without an oracle, or when the oracle does not beat the reference).
     - ``per_seed``: one row per policy and seed.
-    - ``monthly``: policy, seed, month (1..months) and that month's ``revenue_per_user`` (cohort revenue / cohort
-      size, summing to ``per_user_revenue``), ``m3plus_rate``, ``m3plus_rate_accounts``, ``average_line``,
-      ``utilisation``.
+    - ``monthly``: policy, seed, month (1.. window + run-off, by the cohort's age), ``phase`` (``window`` or
+      ``run_off``) and that month's ``revenue_per_user`` (cohort revenue / cohort size, summing to
+      ``per_user_revenue``), ``m3plus_rate``, ``m3plus_rate_accounts``, ``average_line``, ``utilisation``,
+      ``macro_stress``.
     - ``by_segment``: policy, segment (age_band, city_tier, thin_file), level, ``cohort_accounts`` and every
       metric, mean and CI over seeds.
     """
@@ -266,31 +342,43 @@ def _aggregate(
 ) -> pd.DataFrame:
     rows = []
     for key, group in per_seed.groupby(keys, sort=False):
-        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
-        for m in metrics:
-            values = group[m].dropna().to_numpy()
-            row[m] = float(values.mean()) if values.size else float("nan")
-            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = bootstrap_ci(values, rng, n_boot)
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        values = group[list(metrics)].to_numpy(dtype=np.float64).T  # (metrics, seeds)
+        low, high = mean_intervals(values, rng, n_boot)  # one resampling of the seeds for every metric
+        for i, m in enumerate(metrics):
+            finite = values[i][~np.isnan(values[i])]
+            row[m] = float(finite.mean()) if finite.size else float("nan")
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = float(low[i]), float(high[i])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
 def _validate(
-    policies: Mapping[str, Policy], num_accounts: int, seeds: Sequence[int], months: int, reference: str | None
+    policies: Mapping[str, Policy],
+    num_accounts: int,
+    seeds: Sequence[int],
+    months: int,
+    horizon: int,
+    run_off_months: int,
+    names: Mapping[str, str | None],
 ) -> None:
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError("policies must be a non-empty dict of name -> policy")
     for name, policy in policies.items():
         if not callable(getattr(policy, "predict", None)):
             raise TypeError(f"policy '{name}' has no predict() method (got {type(policy).__name__})")
-    if reference is not None and reference not in policies:
-        raise ValueError(
-            f"reference policy '{reference}' is not among the policies {list(policies)}; add it or pass reference=None"
-        )
+    for role, name in names.items():
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"{role} must be a policy name or None, got {name!r}")
     if not isinstance(num_accounts, (int, np.integer)) or num_accounts < 1:
         raise ValueError(f"num_accounts must be a positive integer, got {num_accounts!r}")
-    if not isinstance(months, (int, np.integer)) or months < 1:
-        raise ValueError(f"months must be a positive integer, got {months!r}")
+    if not isinstance(months, (int, np.integer)) or not 1 <= months <= horizon:
+        raise ValueError(
+            f"months must be an integer in [1, env.horizon = {horizon}], got {months!r}: an account's life "
+            "under the policy ends at the horizon, and its balance then runs off"
+        )
+    if not isinstance(run_off_months, (int, np.integer)) or run_off_months < 0:
+        raise ValueError(f"run_off_months must be a non-negative integer, got {run_off_months!r}")
     if len(seeds) == 0:
         raise ValueError("seeds must hold at least one evaluation seed")
     if len(set(seeds)) != len(seeds):
@@ -307,55 +395,69 @@ def evaluate(
     months: int | None = None,
     progress: bool = True,
     reference: str | None = "best_static",
+    rule: str | None = "rule",
+    oracle: str | None = "oracle",
+    run_off_months: int = RUN_OFF_MONTHS,
     n_boot: int = 2000,
     bootstrap_seed: int = 0,
 ) -> Evaluation:
     """Run every policy on the same portfolios and summarise revenue and risk across seeds.
 
-    Per-user revenue is **cohort-based**: the ``num_accounts`` accounts open at the start are followed
-    until each ends (closure, charge-off, horizon) or the window ends, and their total ``revenue`` (interest
-    + fees - funding - net credit loss - acquisition cost) is divided by ``num_accounts``. Why not "window
-    revenue / accounts acquired in the window": replacements acquired late in the window pay their
-    acquisition cost but earn only a few months, so that ratio mixes whole and truncated lives and moves
-    with how many accounts a policy churns, not only with what an account is worth. With the default
-    ``months = env.horizon`` every cohort life is complete, which is the lifetime revenue per acquired user
-    of DOMAIN.md section 2; the cohort is also identical for every policy, which keeps the comparison
-    paired. Book metrics (M3+ rates, utilisation, line, attrition, charge-offs) are pooled over the same
-    cohort's account-months. Why the cohort and not the whole book: a run starts from a new book, so the
-    replacements are young and the book's M3+ rate over the window understates a seasoned book's; pooled
-    over complete lives, by the renewal-reward argument, the cohort's ratio equals the steady-state rate of a
-    book that replaces its accounts, which is what the presets are calibrated to (scripts/calibration_table.py).
+    Per-user revenue is **cohort-based and whole-life**: the ``num_accounts`` accounts open at the start
+    are followed under the policy until each ends (closure, charge-off) or the window ends, then run off
+    (module docstring), and their total ``revenue`` (interest + fees - funding - net credit loss -
+    acquisition cost) is divided by ``num_accounts``: the lifetime revenue per acquired user of DOMAIN.md
+    section 2. Why not "window revenue / accounts acquired in the window": replacements acquired late in
+    the window pay their acquisition cost but earn only a few months, so that ratio moves with how many
+    accounts a policy churns, not only with what an account is worth; the cohort is also identical for
+    every policy, which keeps the comparison paired.
 
-    - ``m3plus_rate``: sum over months of the balance in M3..M5 / sum of the total month-end balance.
-    - ``m3plus_rate_accounts``: M3..M5 accounts / open accounts, summed over months.
-    - ``utilisation``: sum of balance / sum of line; ``average_line`` [CNY] over open account-months.
-    - ``attrition_rate`` and ``charge_off_rate``: closures (terminated, not charged off) and charge-offs
-      per account-year.
+    - ``m3plus_rate``: sum over the cohort's months (window and run-off) of the balance in M3..M5 / sum of
+      the total month-end balance; ``m3plus_rate_normal`` / ``m3plus_rate_stress`` pool only the months of
+      one macro regime (NaN if a run had none).
+    - ``m3plus_rate_accounts``: M3..M5 accounts / open accounts, summed over the same months.
+    - ``utilisation`` (sum of balance / sum of line) and ``average_line`` [CNY] over the window's open
+      account-months; ``attrition_rate``: closures in the window per account-year in the window (a run-off
+      account that repays is not attrition); ``charge_off_rate``: charge-offs per account-year over the
+      whole lives.
+    - ``run_off_revenue`` [CNY per user]: the part of ``per_user_revenue`` earned in the run-off;
+      ``run_off_left``: share of the cohort still open when the run-off bound was reached (0 normally).
 
     Args:
         policies: name -> anything with SB3's ``predict`` (a baseline from ``agents.policies`` or a trained
             model); a policy with ``continuous`` True or a Box ``action_space`` gets Box-action portfolios.
+            A policy with a ``bind_simulator(sim)`` method is handed each run's simulator after the reset,
+            before its first ``predict`` (a privileged policy that reads hidden state: the oracle).
         config: a preset name or ``Config``; its ``env.m3plus_cap`` is the cap.
         num_accounts: accounts in each portfolio (slots: an account that ends is replaced).
         seeds: evaluation seeds (labels, see :func:`portfolio_seed`); keep them disjoint from training seeds.
-        months: months simulated per run; default ``config.env.horizon``.
+        months: the evaluation window, months under the policy, at most and by default ``env.horizon``.
         progress: show a tqdm bar over (seed, policy) runs.
-        reference: the policy others are compared with (paired over seeds); None for no comparison.
+        reference: the policy others are compared with (paired over seeds), the ``*_vs_best_static`` columns;
+            None, or a name not among the policies, leaves them NaN.
+        rule: the policy of the ``*_vs_rule`` columns (same rules).
+        oracle: the upper bound of ``oracle_share`` (same rules).
+        run_off_months: bound on the run-off after the window [months]; 0 counts the window alone.
         n_boot: bootstrap resamples.
         bootstrap_seed: seed of the bootstrap's generator.
 
     Returns:
-        An :class:`Evaluation` of DataFrames. The ``*_vs_best_static`` columns compare with ``reference``
-        whatever its name (NaN when it is None). With a single seed every CI is NaN (there is no spread to
+        An :class:`Evaluation` of DataFrames. With a single seed every CI is NaN (there is no spread to
         resample: accounts within a seed share one macro path, so resampling them would understate it);
-        with few seeds (under about 5) the percentile bootstrap gives intervals that are too narrow.
-
-    The ``monthly`` path is by month since the cohort's origination (its age).
+        with few seeds (under about 5) bootstrap intervals are too narrow.
     """
     config = resolve_config(config)
     months = config.env.horizon if months is None else months
     seeds = list(seeds)
-    _validate(policies, num_accounts, seeds, months, reference)
+    _validate(
+        policies,
+        num_accounts,
+        seeds,
+        months,
+        config.env.horizon,
+        run_off_months,
+        {"reference": reference, "rule": rule, "oracle": oracle},
+    )
     cap = config.env.m3plus_cap
     labels = [f"{segment}={level}" for segment, levels in SEGMENTS.items() for level in levels]
     per_seed, monthly, segment_rows = [], [], []
@@ -363,7 +465,7 @@ def evaluate(
     for seed in seeds:
         first_obs = None
         for name, policy in policies.items():
-            run = _run(policy, config, num_accounts, seed, months)
+            run = _run(policy, config, num_accounts, seed, months, run_off_months)
             if first_obs is not None and not np.array_equal(first_obs, run.first_obs):
                 raise RuntimeError(
                     f"policy '{name}' saw different accounts on seed {seed}: common random numbers are broken"
@@ -390,21 +492,7 @@ def evaluate(
                         **{m: float(v[g]) for m, v in metrics.items()},
                     }
                 )
-            s = run.sums
-            monthly.append(
-                pd.DataFrame(
-                    {
-                        "policy": name,
-                        "seed": seed,
-                        "month": np.arange(1, months + 1),
-                        "revenue_per_user": run.cohort_revenue[:, 0] / num_accounts,
-                        "m3plus_rate": _ratio(s["m3_balance"][:, 0], s["balance"][:, 0]),
-                        "m3plus_rate_accounts": _ratio(s["m3_accounts"][:, 0], s["open_accounts"][:, 0]),
-                        "average_line": _ratio(s["line"][:, 0], s["open_accounts"][:, 0]),
-                        "utilisation": _ratio(s["balance"][:, 0], s["line"][:, 0]),
-                    }
-                )
-            )
+            monthly.append(_monthly(name, seed, run, num_accounts))
             bar.update()
     bar.close()
 
@@ -414,7 +502,13 @@ def evaluate(
     summary["cap"] = cap
     summary["meets_cap"] = summary["m3plus_rate"] <= cap
     summary["meets_cap_share"] = summary["policy"].map(per_seed_df.groupby("policy")["meets_cap"].mean())
-    summary = summary.join(_versus(per_seed_df, reference, rng, n_boot), on="policy")
+    names = set(policies)
+    reference = reference if reference in names else None
+    rule = rule if rule in names else None
+    oracle = oracle if oracle in names else None
+    summary = summary.join(_versus(per_seed_df, reference, _VERSUS_REFERENCE, rng, n_boot), on="policy")
+    summary = summary.join(_versus(per_seed_df, rule, _VERSUS_RULE, rng, n_boot), on="policy")
+    summary["oracle_share"] = _oracle_share(summary, reference, oracle)
     by_segment = _aggregate(
         pd.DataFrame(segment_rows), ["policy", "segment", "level"], ("cohort_accounts", *METRICS), rng, n_boot
     )
@@ -422,22 +516,67 @@ def evaluate(
     return Evaluation(summary, per_seed_df, pd.concat(monthly, ignore_index=True), by_segment)
 
 
-def _versus(per_seed: pd.DataFrame, reference: str | None, rng: np.random.Generator, n_boot: int) -> pd.DataFrame:
-    """Paired comparison of each policy's per-user revenue with ``reference`` on the same seeds."""
-    columns = [
-        "revenue_diff_vs_best_static",
-        "revenue_diff_ci_low",
-        "revenue_diff_ci_high",
-        "uplift_vs_best_static",
-        "uplift_ci_low",
-        "uplift_ci_high",
-    ]
+def _monthly(name: str, seed: int, run: _Run, num_accounts: int) -> pd.DataFrame:
+    s, n = run.sums, len(run.stress)
+    return pd.DataFrame(
+        {
+            "policy": name,
+            "seed": seed,
+            "month": np.arange(1, n + 1),
+            "phase": np.where(np.arange(n) < run.window, "window", "run_off"),
+            "revenue_per_user": s["revenue"][:, 0] / num_accounts,
+            "m3plus_rate": _ratio(s["m3_balance"][:, 0], s["balance"][:, 0]),
+            "m3plus_rate_accounts": _ratio(s["m3_accounts"][:, 0], s["open_accounts"][:, 0]),
+            "average_line": _ratio(s["line"][:, 0], s["open_accounts"][:, 0]),
+            "utilisation": _ratio(s["balance"][:, 0], s["line"][:, 0]),
+            "macro_stress": run.stress,
+        }
+    )
+
+
+# Column names of the paired comparisons: difference, its CI, uplift, its CI, and which of the two to show.
+_VERSUS_REFERENCE = (
+    "revenue_diff_vs_best_static",
+    "revenue_diff_ci_low",
+    "revenue_diff_ci_high",
+    "uplift_vs_best_static",
+    "uplift_ci_low",
+    "uplift_ci_high",
+    "comparison_vs_best_static",
+)
+_VERSUS_RULE = (
+    "revenue_diff_vs_rule",
+    "revenue_diff_vs_rule_ci_low",
+    "revenue_diff_vs_rule_ci_high",
+    "uplift_vs_rule",
+    "uplift_vs_rule_ci_low",
+    "uplift_vs_rule_ci_high",
+    "comparison_vs_rule",
+)
+
+
+def _versus(
+    per_seed: pd.DataFrame, against: str | None, columns: Sequence[str], rng: np.random.Generator, n_boot: int
+) -> pd.DataFrame:
+    """Paired comparison of each policy's per-user revenue with policy ``against`` on the same seeds."""
     table = per_seed.pivot(index="seed", columns="policy", values="per_user_revenue")
-    rows = {}
+    rows: dict[str, list] = {}
     for name in table.columns:
-        if reference is None:
-            rows[name] = [float("nan")] * len(columns)
+        if against is None:
+            rows[name] = [float("nan")] * (len(columns) - 1) + [None]
             continue
-        d = paired_difference(table[name].to_numpy(), table[reference].to_numpy(), rng, n_boot)
-        rows[name] = [d.difference, *d.difference_ci, d.uplift, *d.uplift_ci]
-    return pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+        d = paired_difference(table[name].to_numpy(), table[against].to_numpy(), rng, n_boot)
+        shown = "uplift" if table[against].mean() > 0 else "revenue_diff"
+        rows[name] = [d.difference, *d.difference_ci, d.uplift, *d.uplift_ci, shown]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
+
+
+def _oracle_share(summary: pd.DataFrame, reference: str | None, oracle: str | None) -> pd.Series:
+    """(policy - reference) / (oracle - reference) on mean per-user revenue; NaN unless the oracle gains."""
+    if reference is None or oracle is None:
+        return pd.Series(np.nan, index=summary.index)
+    revenue = summary.set_index("policy")["per_user_revenue"]
+    gain = revenue[oracle] - revenue[reference]
+    if not gain > 0:
+        return pd.Series(np.nan, index=summary.index)
+    return (summary["per_user_revenue"] - revenue[reference]) / gain

@@ -52,6 +52,15 @@ class Simulator:
         originate(self.state, idx, self.params)
         self._originated.append(_indices(idx))
 
+    def start_run_off(self, idx: np.ndarray) -> None:
+        """Put the accounts at ``idx`` into run-off (used by the evaluator after its window).
+
+        They enter the state of a borrower who has decided to close: no new drawing, the balance repaid
+        under the product's schedule, still able to miss, roll and be charged off, off the book once repaid.
+        Nothing else changes; the caller keeps stepping them with their lines held (multiplier 1).
+        """
+        self.state.closing[idx] = True
+
     def hidden_traits(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Latent risk, income, need, revolver, target utilisation and constraint of the accounts at ``idx``."""
         return hidden_traits(self.state, self.params, idx)
