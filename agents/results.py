@@ -233,33 +233,66 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def format_summary(summary: pd.DataFrame) -> str:
-    """The comparison table for a terminal: revenue and uplift with 95% CIs, M3+ rate against the cap.
+    """The comparison table for a terminal: revenue with its 95% CI, M3+ against the cap (and by macro
+    regime), the paired comparison with the best static and with the rule, and the oracle share.
 
-    Missing columns or values are shown as ``-`` (e.g. no uplift for the best static itself).
+    A comparison is a relative uplift [%] unless the reference's revenue is not positive (``comparison_vs_*``
+    is ``revenue_diff``, or there is no uplift but a difference): then the difference [CNY per user], a
+    relative uplift over a loss meaning nothing. Missing columns or values are shown as ``-``; the rule,
+    oracle and regime columns only when the summary has them.
     """
 
     def col(row: Mapping[str, Any], name: str) -> Any:
         return row.get(name, float("nan"))
 
+    def finite(value: Any) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+    def versus(row: Mapping[str, Any], against: str, uplift: str, diff: str) -> tuple[str, str]:
+        """The comparison cell and its CI cell: uplift in %, or the difference in CNY per user."""
+        shown = row.get(f"comparison_vs_{against}")
+        if shown not in ("uplift", "revenue_diff"):  # a summary without the column: whichever exists
+            shown = "uplift" if finite(col(row, uplift)) or not finite(col(row, diff)) else "revenue_diff"
+        names = {"best_static": ("uplift_ci", "revenue_diff_ci"), "rule": (f"{uplift}_ci", f"{diff}_ci")}[against]
+        if shown == "uplift":
+            value, low, high, scale, unit = col(row, uplift), f"{names[0]}_low", f"{names[0]}_high", 100, "%"
+        else:
+            value, low, high, scale, unit = col(row, diff), f"{names[1]}_low", f"{names[1]}_high", 1, " CNY"
+        cell = _fmt(scale * value, "+.1f") + (unit if finite(value) else "")
+        ci = f"[{_fmt(scale * col(row, low), '+.1f')}, {_fmt(scale * col(row, high), '+.1f')}]"
+        return cell, ci + (unit if finite(col(row, low)) else "")
+
+    def shown(*names: str) -> bool:
+        return any(n in summary.columns and summary[n].notna().any() for n in names)
+
+    with_rule = shown("uplift_vs_rule", "revenue_diff_vs_rule")
+    with_oracle = shown("oracle_share")
+    with_regimes = shown("m3plus_rate_normal", "m3plus_rate_stress")
     rows = []
     for row in summary.to_dict("records"):
         meets = col(row, "meets_cap")
-        rows.append(
-            {
-                "policy": row.get("policy", "?"),
-                "revenue/user [CNY]": _fmt(col(row, "per_user_revenue"), ".1f"),
-                "95% CI": f"[{_fmt(col(row, 'per_user_revenue_ci_low'), '.1f')}, "
-                f"{_fmt(col(row, 'per_user_revenue_ci_high'), '.1f')}]",
-                "M3+ [%]": _fmt(100 * col(row, "m3plus_rate"), ".2f"),
-                "cap [%]": _fmt(100 * col(row, "cap"), ".2f"),
-                "meets cap": "-"
-                if meets is None or (isinstance(meets, float) and math.isnan(meets))
-                else ("yes" if bool(meets) else "NO"),
-                "uplift vs best static [%]": _fmt(100 * col(row, "uplift_vs_best_static"), "+.1f"),
-                "uplift 95% CI [%]": f"[{_fmt(100 * col(row, 'uplift_ci_low'), '+.1f')}, "
-                f"{_fmt(100 * col(row, 'uplift_ci_high'), '+.1f')}]",
-            }
+        out = {
+            "policy": row.get("policy", "?"),
+            "revenue/user [CNY]": _fmt(col(row, "per_user_revenue"), ".1f"),
+            "95% CI": f"[{_fmt(col(row, 'per_user_revenue_ci_low'), '.1f')}, "
+            f"{_fmt(col(row, 'per_user_revenue_ci_high'), '.1f')}]",
+            "M3+ [%]": _fmt(100 * col(row, "m3plus_rate"), ".2f"),
+        }
+        if with_regimes:
+            out["M3+ normal [%]"] = _fmt(100 * col(row, "m3plus_rate_normal"), ".2f")
+            out["M3+ stress [%]"] = _fmt(100 * col(row, "m3plus_rate_stress"), ".2f")
+        out["cap [%]"] = _fmt(100 * col(row, "cap"), ".2f")
+        out["meets cap"] = (
+            "-" if meets is None or (isinstance(meets, float) and math.isnan(meets)) else ("yes" if meets else "NO")
         )
+        out["uplift vs best static"], out["uplift 95% CI"] = versus(
+            row, "best_static", "uplift_vs_best_static", "revenue_diff_vs_best_static"
+        )
+        if with_rule:
+            out["uplift vs rule"], out["rule 95% CI"] = versus(row, "rule", "uplift_vs_rule", "revenue_diff_vs_rule")
+        if with_oracle:
+            out["oracle share"] = _fmt(col(row, "oracle_share"), ".2f")
+        rows.append(out)
     if not rows:
         return "(no policies evaluated)"
     return pd.DataFrame(rows).to_string(index=False)

@@ -108,14 +108,22 @@ def test_bootstrap_single_value_has_no_interval():
 
 def test_first_month_revenue_is_the_acquisition_cost(config):
     # Month 1 opens with zero balances: no interest, funding or losses, only the acquisition cost is booked.
-    result = evaluate({"hold": StaticHold()}, config, 300, seeds=[1], months=1, progress=False, reference=None)
+    window = dict(months=1, progress=False, reference=None, run_off_months=0)
+    result = evaluate({"hold": StaticHold()}, config, 300, seeds=[1], **window)
     assert result.per_seed["per_user_revenue"].iloc[0] == pytest.approx(-config.accounting.acquisition_cost)
     assert np.isnan(result.summary["per_user_revenue_ci_low"].iloc[0])  # one seed: no interval
+    # With the run-off, month 1 is the same and the balances drawn in it then earn their interest.
+    whole = evaluate({"hold": StaticHold()}, config, 300, seeds=[1], months=1, progress=False, reference=None)
+    first = whole.monthly.iloc[0]
+    assert first["phase"] == "window" and first["revenue_per_user"] == pytest.approx(-100.0)
+    assert (whole.monthly["phase"].iloc[1:] == "run_off").all() and len(whole.monthly) > 1
 
 
 def test_no_m3plus_in_the_first_three_months(config):
     # A balance is drawn in month 1, so the earliest miss is month 2 and M3 is month 4 at the soonest.
-    three = evaluate({"hold": StaticHold()}, config, 2000, seeds=[0], months=3, progress=False, reference=None)
+    three = evaluate(
+        {"hold": StaticHold()}, config, 2000, seeds=[0], months=3, progress=False, reference=None, run_off_months=0
+    )
     assert three.per_seed["m3plus_rate"].iloc[0] == 0.0 and three.per_seed["m3plus_rate_accounts"].iloc[0] == 0.0
     year = evaluate({"hold": StaticHold()}, config, 2000, seeds=[0], months=12, progress=False, reference=None)
     assert year.per_seed["m3plus_rate"].iloc[0] > 0.0
@@ -126,16 +134,19 @@ def test_monthly_path_adds_up(config):
     totals = result.monthly.groupby(["policy", "seed"])["revenue_per_user"].sum()
     per_seed = result.per_seed.set_index(["policy", "seed"])["per_user_revenue"]
     pd.testing.assert_series_equal(totals.sort_index(), per_seed.sort_index(), check_names=False)
-    assert set(result.monthly["month"]) == set(range(1, 13))
+    window = result.monthly[result.monthly["phase"] == "window"]
+    assert set(window["month"]) == set(range(1, 13))
+    assert (result.monthly.loc[result.monthly["month"] > 12, "phase"] == "run_off").all()
     # Raising lines raises the average line; utilisation is balance / line, so it stays in [0, 1.5].
     summary = result.summary.set_index("policy")
     assert summary.loc["best_static", "average_line"] > 1.4 * summary.loc["hold", "average_line"]
-    assert result.monthly["utilisation"].between(0, 1.5).all()
+    assert window["utilisation"].between(0, 1.5).all()
 
 
-def test_truncation_is_not_attrition(config):
-    # No misses and no voluntary closures: every account ends at the 6-month horizon, which is neither a
-    # closure nor a charge-off, and the initial cohort earns nothing after month 6.
+def test_the_horizon_is_not_attrition_and_balances_run_off(config):
+    # No misses and no voluntary closures: every account reaches the 6-month horizon, which is neither a
+    # closure nor a charge-off; its balance then runs off (interest still earned, nothing drawn) until
+    # repaid, and repaying in the run-off is not attrition either.
     quiet = load_config(
         "wechat",
         {
@@ -147,11 +158,17 @@ def test_truncation_is_not_attrition(config):
             "default.risk_intercept": -40.0,
         },
     )
-    result = evaluate({"hold": StaticHold()}, quiet, 500, seeds=[0], months=12, progress=False, reference=None)
+    result = evaluate({"hold": StaticHold()}, quiet, 500, seeds=[0], progress=False, reference=None)
     row = result.per_seed.iloc[0]
     assert row["attrition_rate"] == 0.0 and row["charge_off_rate"] == 0.0 and row["m3plus_rate"] == 0.0
-    monthly = result.monthly.set_index("month")["revenue_per_user"]
-    assert (monthly.loc[7:] == 0.0).all() and (monthly.loc[2:6] != 0.0).all()
+    assert row["run_off_left"] == 0.0 and row["run_off_revenue"] > 0.0 and row["credit_loss_per_user"] == 0.0
+    monthly = result.monthly.set_index("month")
+    assert (monthly.loc[:6, "phase"] == "window").all() and (monthly.loc[7:, "phase"] == "run_off").all()
+    # The book shrinks month after month in the run-off, and every balance is repaid within the bound.
+    run_off_line = monthly.loc[7:, "utilisation"].dropna().to_numpy()  # NaN once every account has left
+    assert (np.diff(run_off_line) < 0).all() and len(run_off_line) < 60
+    with pytest.raises(ValueError, match="env.horizon = 6"):
+        evaluate({"hold": StaticHold()}, quiet, 50, seeds=[0], months=12, progress=False)
 
 
 def test_attrition_counts_closures(config):
@@ -195,8 +212,10 @@ def test_continuous_policy_gives_the_same_numbers(config):
 
 
 def test_bad_input_is_named(config):
-    with pytest.raises(ValueError, match="reference policy 'best_static'"):
-        evaluate({"hold": StaticHold()}, config, seeds=[0], **SMALL)
+    with pytest.raises(TypeError, match="reference must be a policy name or None"):
+        evaluate({"hold": StaticHold()}, config, seeds=[0], reference=StaticHold(), **SMALL)
+    with pytest.raises(ValueError, match="run_off_months"):
+        evaluate({"hold": StaticHold()}, config, seeds=[0], run_off_months=-1, **SMALL)
     with pytest.raises(ValueError, match="distinct"):
         evaluate({"best_static": StaticHold()}, config, seeds=[0, 0], **SMALL)
     with pytest.raises(ValueError, match="at least one"):

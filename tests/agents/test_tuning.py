@@ -18,13 +18,19 @@ ACCOUNTS, MONTHS, SEEDS = 500, 12, (20, 21)
 
 
 def _cohort_revenue(config, policy, seed: int) -> float:
-    """Per-user revenue computed by hand: the first accounts' revenue until each first ends, per account."""
+    """Per-user revenue computed by hand: the first accounts' revenue until each first ends, per account,
+    the accounts still open after the window running off with their lines held until each has ended."""
     venv = envs.make_portfolio(config, ACCOUNTS, seed=portfolio_seed(seed), **{"macro.seed": seed})
     obs, alive, total = venv.reset(), np.ones(ACCOUNTS, dtype=bool), 0.0
     for _ in range(MONTHS):
         obs, _, dones, _ = venv.step(policy.predict(obs)[0])
         total += venv.last_info["revenue"][alive].sum()
         alive &= ~dones
+    venv.sim.start_run_off(np.flatnonzero(alive))
+    while alive.any():
+        month = venv.sim.step(np.ones(ACCOUNTS))
+        total += month.revenue[alive].sum()
+        alive &= ~month.terminated
     return total / ACCOUNTS
 
 
