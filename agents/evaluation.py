@@ -319,9 +319,10 @@ class Evaluation(NamedTuple):
       [CNY per user] (``revenue_diff_ci_low/high``) and ``uplift_vs_best_static`` (``uplift_ci_low/high``);
       against the rule ``revenue_diff_vs_rule`` and ``uplift_vs_rule`` (with ``_ci_low/_ci_high``), all
       paired-bootstrap intervals; ``comparison_vs_best_static`` / ``comparison_vs_rule`` name the column a
-      table should show, ``uplift`` or, when the reference's mean revenue is not positive (a relative uplift
-      means nothing then), ``revenue_diff``; ``oracle_share`` = (policy - reference) / (oracle - reference)
-      on mean per-user revenue (NaN without an oracle, or when the oracle does not beat the reference).
+      table should show: ``uplift``, or ``revenue_diff`` when the reference's revenue is not positive on
+      every seed (a relative uplift over a loss means nothing, and a resample of those seeds has none);
+      ``oracle_share`` = (policy - reference) / (oracle - reference) on mean per-user revenue (NaN without
+      an oracle, or when the oracle does not beat the reference).
     - ``per_seed``: one row per policy and seed.
     - ``monthly``: policy, seed, month (1.. window + run-off, by the cohort's age), ``phase`` (``window`` or
       ``run_off``) and that month's ``revenue_per_user`` (cohort revenue / cohort size, summing to
@@ -561,12 +562,14 @@ def _versus(
     """Paired comparison of each policy's per-user revenue with policy ``against`` on the same seeds."""
     table = per_seed.pivot(index="seed", columns="policy", values="per_user_revenue")
     rows: dict[str, list] = {}
+    # The relative uplift when the reference earns more than zero on every seed (so in every resample: its
+    # interval is defined); otherwise a ratio over a loss would mean nothing, and the CNY difference is shown.
+    shown = "uplift" if against is not None and (table[against] > 0).all() else "revenue_diff"
     for name in table.columns:
         if against is None:
             rows[name] = [float("nan")] * (len(columns) - 1) + [None]
             continue
         d = paired_difference(table[name].to_numpy(), table[against].to_numpy(), rng, n_boot)
-        shown = "uplift" if table[against].mean() > 0 else "revenue_diff"
         rows[name] = [d.difference, *d.difference_ci, d.uplift, *d.uplift_ci, shown]
     return pd.DataFrame.from_dict(rows, orient="index", columns=list(columns))
 
