@@ -45,7 +45,7 @@ def mean_intervals(
 
 
 def bootstrap_ci(
-    values: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = LEVEL
+    values: Sequence[float] | np.ndarray, rng: np.random.Generator, n_boot: int = 2000, level: float = LEVEL
 ) -> tuple[float, float]:
     """BCa confidence interval of the mean of ``values`` (NaN, NaN with fewer than two).
 
@@ -69,7 +69,11 @@ class PairedDifference(NamedTuple):
 
 
 def paired_difference(
-    a: Sequence[float], b: Sequence[float], rng: np.random.Generator, n_boot: int = 2000, level: float = LEVEL
+    a: Sequence[float] | np.ndarray,
+    b: Sequence[float] | np.ndarray,
+    rng: np.random.Generator,
+    n_boot: int = 2000,
+    level: float = LEVEL,
 ) -> PairedDifference:
     """Paired BCa bootstrap of ``a`` against ``b``: every resample takes the same seeds from both.
 

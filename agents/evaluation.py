@@ -231,7 +231,7 @@ def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: i
         actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
         stress = sim.stress  # the regime this month is simulated in (the observation's macro_stress)
         if t < months - 1:
-            obs, _, dones, _ = venv.step(actions)
+            obs, _, dones, _ = venv.step(actions)  # type: ignore[assignment]  # SB3's VecEnvStepReturn
             info = venv.last_info
             revenue, components = info["revenue"], info["reward_components"]
             mpd, balance, line = info["months_past_due"], info["balance"], info["line"]
@@ -368,9 +368,9 @@ def _validate(
     for name, policy in policies.items():
         if not callable(getattr(policy, "predict", None)):
             raise TypeError(f"policy '{name}' has no predict() method (got {type(policy).__name__})")
-    for role, name in names.items():
-        if name is not None and not isinstance(name, str):
-            raise TypeError(f"{role} must be a policy name or None, got {name!r}")
+    for role, given in names.items():
+        if given is not None and not isinstance(given, str):
+            raise TypeError(f"{role} must be a policy name or None, got {given!r}")
     if not isinstance(num_accounts, (int, np.integer)) or num_accounts < 1:
         raise ValueError(f"num_accounts must be a positive integer, got {num_accounts!r}")
     if not isinstance(months, (int, np.integer)) or not 1 <= months <= horizon:

@@ -242,13 +242,13 @@ def format_summary(summary: pd.DataFrame) -> str:
     oracle and regime columns only when the summary has them.
     """
 
-    def col(row: Mapping[str, Any], name: str) -> Any:
+    def col(row: Mapping[Any, Any], name: str) -> Any:
         return row.get(name, float("nan"))
 
     def finite(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
-    def versus(row: Mapping[str, Any], against: str, uplift: str, diff: str) -> tuple[str, str]:
+    def versus(row: Mapping[Any, Any], against: str, uplift: str, diff: str) -> tuple[str, str]:
         """The comparison cell and its CI cell: uplift in %, or the difference in CNY per user."""
         shown = row.get(f"comparison_vs_{against}")
         if shown not in ("uplift", "revenue_diff"):  # a summary without the column: whichever exists
