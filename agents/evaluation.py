@@ -171,6 +171,7 @@ class _Run:
     cohort_size: np.ndarray  # (groups,)
     left: np.ndarray  # (groups,) cohort accounts still open when the run-off bound was reached
     first_obs: np.ndarray  # the observation at reset (for checks that every policy saw the same accounts)
+    simulated: int = 0  # months simulated (the run-off stops once every cohort account has ended)
 
     @classmethod
     def empty(cls, months: int, window: int, groups: np.ndarray, first_obs: np.ndarray) -> _Run:
@@ -207,11 +208,12 @@ class _Run:
             self.sums[name][t] = total
         self.stress[t] = stress
 
-    def trimmed(self, months: int, running: np.ndarray, groups: np.ndarray) -> _Run:
-        """The first ``months`` months, with the accounts still ``running`` counted as left."""
-        sums = {name: s[:months] for name, s in self.sums.items()}
-        left = groups.T @ running.astype(np.float64)
-        return _Run(sums, self.stress[:months], self.window, self.cohort_size, left, self.first_obs)
+    def ended(self, simulated: int, running: np.ndarray, groups: np.ndarray) -> _Run:
+        """The run after ``simulated`` months, with the accounts still ``running`` counted as left. The
+        months after the last cohort account ended are kept as zeros (nothing left to earn or to count),
+        so that every run of an evaluation has the same months."""
+        self.simulated, self.left = simulated, groups.T @ running.astype(np.float64)
+        return self
 
 
 def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: int, run_off_months: int) -> _Run:
@@ -266,7 +268,7 @@ def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: i
         )
         running &= ~result.terminated
         t += 1
-    return run.trimmed(t, running, groups)
+    return run.ended(t, running, groups)
 
 
 def _multipliers(venv: envs.PortfolioVecEnv, actions: np.ndarray) -> np.ndarray:
@@ -324,10 +326,11 @@ class Evaluation(NamedTuple):
       ``oracle_share`` = (policy - reference) / (oracle - reference) on mean per-user revenue (NaN without
       an oracle, or when the oracle does not beat the reference).
     - ``per_seed``: one row per policy and seed.
-    - ``monthly``: policy, seed, month (1.. window + run-off, by the cohort's age), ``phase`` (``window`` or
-      ``run_off``) and that month's ``revenue_per_user`` (cohort revenue / cohort size, summing to
+    - ``monthly``: policy, seed, month (1 .. months + run_off_months, by the cohort's age; the months after
+      the last cohort account ended earn 0 and have no rates), ``phase`` (``window`` or ``run_off``) and that
+      month's ``revenue_per_user`` (cohort revenue / cohort size, summing to
       ``per_user_revenue``), ``m3plus_rate``, ``m3plus_rate_accounts``, ``average_line``, ``utilisation``,
-      ``macro_stress``.
+      ``macro_stress`` (empty for months not simulated).
     - ``by_segment``: policy, segment (age_band, city_tier, thin_file), level, ``cohort_accounts`` and every
       metric, mean and CI over seeds.
     """
@@ -530,7 +533,7 @@ def _monthly(name: str, seed: int, run: _Run, num_accounts: int) -> pd.DataFrame
             "m3plus_rate_accounts": _ratio(s["m3_accounts"][:, 0], s["open_accounts"][:, 0]),
             "average_line": _ratio(s["line"][:, 0], s["open_accounts"][:, 0]),
             "utilisation": _ratio(s["balance"][:, 0], s["line"][:, 0]),
-            "macro_stress": run.stress,
+            "macro_stress": pd.array(np.where(np.arange(n) < run.simulated, run.stress, None), dtype="boolean"),
         }
     )
 

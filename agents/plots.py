@@ -60,7 +60,9 @@ def plot_monthly(
 
     Args:
         monthly: one row per (policy, seed, month) with ``revenue_per_user`` [CNY/account in that month]
-            and ``m3plus_rate`` [fraction]; ``seed`` may be absent for a single seed.
+            and ``m3plus_rate`` [fraction]; ``seed`` may be absent for a single seed. With a ``phase`` column
+            (``window`` / ``run_off``, as ``agents.evaluation`` writes it) the M3+ panel shows the window
+            (in the run-off the book shrinks to its delinquent tail) and both panels mark where it ends.
         cap: the preset's M3+ cap [fraction], drawn as a dashed line.
         title: figure title (e.g. the preset name).
         colours: policy -> colour; default :func:`policy_colours` in order of appearance.
@@ -73,6 +75,7 @@ def plot_monthly(
     # Cumulative within each evaluation run, then averaged over seeds: the mean cumulative revenue.
     data["cumulative_revenue"] = data.groupby(["policy", "seed"], sort=False)["revenue_per_user"].cumsum()
     mean = data.groupby(["policy", "month"], sort=False)[["cumulative_revenue", "m3plus_rate"]].mean()
+    window_end = data.loc[data["phase"] == "window", "month"].max() if "phase" in data.columns else None
     policies = list(dict.fromkeys(monthly["policy"]))
     colours = dict(colours or policy_colours(policies))
 
@@ -82,8 +85,11 @@ def plot_monthly(
         rows = mean.loc[name]
         colour = colours.get(name)
         ax_rev.plot(rows.index, rows["cumulative_revenue"], color=colour, label=name)
-        ax_m3.plot(rows.index, 100 * rows["m3plus_rate"], color=colour, label=name)
+        in_window = rows.index <= window_end if window_end is not None else slice(None)
+        ax_m3.plot(rows.index[in_window], 100 * rows["m3plus_rate"][in_window], color=colour, label=name)
     _cap_line(ax_m3, cap, vertical=False)
+    if window_end is not None:
+        ax_rev.axvline(window_end, color="grey", linestyle=":", linewidth=1.0, label="run-off from here")
     n_seeds = data["seed"].nunique()
     ax_rev.set(
         title="Cumulative per-user revenue", xlabel="month", ylabel="cumulative revenue per account [CNY/account]"

@@ -384,7 +384,7 @@ def test_m3plus_by_macro_regime(config):
     mixed = load_config("wechat", {**regimes, "macro.forced_stress_months": 8})
     result = evaluate({"best_static": StaticHold()}, mixed, 2000, seeds=[0], progress=False)
     monthly = result.monthly.set_index("month")["macro_stress"]
-    assert set(monthly.index[monthly]) == set(range(11, 19))
+    assert set(monthly.index[monthly.fillna(False)]) == set(range(11, 19))
     row = result.per_seed.iloc[0]
     assert row["m3plus_rate_normal"] < row["m3plus_rate"] < row["m3plus_rate_stress"]
     calm = load_config("wechat", {**regimes, "macro.forced_stress_months": 0})
