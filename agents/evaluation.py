@@ -8,22 +8,9 @@ shape; across seeds it reports means with BCa bootstrap confidence intervals (``
 each policy's paired difference from a reference (``best_static``) and from the rule (``rule``), and its
 share of the oracle's gain (``oracle``).
 
-Whole-life accounting. The initial cohort (the ``num_accounts`` accounts open at the start) is followed
-under the policy for the evaluation window (``months``, default ``env.horizon``). Then its accounts still on
-the book **run off**: their lines are frozen, they draw nothing more and repay under the product's schedule,
-and they can still miss, roll and be charged off, until each is repaid or charged off
-(``Simulator.start_run_off``, the simulator's own ``closing`` state, so the run-off has the dynamics of every
-other month). Revenue, credit losses and M3+ count over these whole lives. Why: with a window alone, risk
-created near its end is never booked (a miss takes three months to reach M3 and six to be charged off, and
-the balances left at the end vanish with the accounts), so a policy that raises every line a year before the
-end earns the extra interest while its losses fall outside the window; with run-off, a late raise carries the
-risk it creates (``tests/agents/test_evaluation.py`` checks it against the same raise at origination). Why
-not a steady-state book: it needs a burn-in longer than the window for every policy and seed, and a
-policy's whole-life value per acquired account is what the lender prices. The run-off is bounded by
-``run_off_months`` (:data:`RUN_OFF_MONTHS`, far longer than a repayment takes: a balance halves each month at
-the default adjustment rate, and a delinquent account is charged off within six months); the share of the
-cohort still open at the bound is reported as ``run_off_left``. Accounts that replace ended ones keep the
-simulated book going but are not counted: they are acquired at different ages under different policies.
+Whole-life accounting (``agents.cohort``): the initial cohort is followed under the policy for the window
+(``months``, default ``env.horizon``), then its open accounts run off with their lines frozen until each is
+repaid or charged off; revenue, credit losses and M3+ count over these whole lives.
 
 Seeds. Account ``i`` of ``make_portfolio(seed=k)`` is keyed on ``k + i``, so portfolios seeded 0 and 1
 share all but one account. An evaluation seed ``s`` therefore owns the block ``[s * 2**32, s * 2**32 +
@@ -34,7 +21,6 @@ should build its portfolios through :func:`portfolio_seed` too, or it may train 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -43,9 +29,9 @@ from tqdm.auto import tqdm
 
 import envs
 from agents.bootstrap import PairedDifference, bootstrap_ci, mean_intervals, paired_difference
-from agents.policies import Policy, is_continuous, obs_index
-from envs.actions import continuous_to_multiplier, discrete_to_multiplier
-from envs.config import AGE_BANDS, CITY_TIERS, Config, resolve_config
+from agents.cohort import METRICS, RUN_OFF_MONTHS, SEGMENTS, cohort_metrics, monthly_table, run_cohort
+from agents.policies import Policy, is_continuous
+from envs.config import Config, resolve_config
 
 __all__ = [
     "evaluate",
@@ -58,27 +44,11 @@ __all__ = [
     "paired_difference",
     "PairedDifference",
     "RUN_OFF_MONTHS",
+    "SEGMENTS",
+    "METRICS",
 ]
 
 SEED_BLOCK = 2**32  # account keys owned by one evaluation seed
-SEGMENTS: dict[str, tuple[str, ...]] = {"age_band": AGE_BANDS, "city_tier": CITY_TIERS, "thin_file": ("no", "yes")}
-M3PLUS_BUCKETS = (3, 5)  # months past due counted as M3+ (6 is charged off and off the book)
-CHARGED_OFF = 6  # months_past_due reported for a charge-off
-RUN_OFF_MONTHS = 60  # [months] bound on the run-off after the window (a design choice, see the docstring)
-METRICS = (
-    "per_user_revenue",
-    "credit_loss_per_user",
-    "m3plus_rate",
-    "m3plus_rate_accounts",
-    "m3plus_rate_normal",
-    "m3plus_rate_stress",
-    "utilisation",
-    "average_line",
-    "attrition_rate",
-    "charge_off_rate",
-    "run_off_revenue",
-    "run_off_left",
-)
 
 
 # -- seeds ------------------------------------------------------------------------------------------------
@@ -128,187 +98,6 @@ def split_seeds(training: int, tuning: int, evaluation: int, start: int = 0) -> 
     split = SeedSplit(tuple(range(start, a)), tuple(range(a, b)), tuple(range(b, b + evaluation)))
     check_disjoint(**split._asdict())
     return split
-
-
-# -- one run ----------------------------------------------------------------------------------------------
-def _groups(obs: np.ndarray) -> np.ndarray:
-    """Indicator matrix (n, groups): column 0 is every account, then one column per segment level."""
-    col, offset = obs_index(), 1
-    member = np.zeros((len(obs), _NUM_GROUPS))
-    member[:, 0] = 1.0
-    rows = np.arange(len(obs))
-    for name, levels in SEGMENTS.items():
-        member[rows, offset + obs[:, col[name]].astype(np.int64)] = 1.0
-        offset += len(levels)
-    return member
-
-
-_NUM_GROUPS = 1 + sum(len(levels) for levels in SEGMENTS.values())
-_SUMS = (
-    "revenue",  # [CNY]
-    "credit_loss",  # [CNY] charged off net of recoveries (positive), part of the revenue
-    "m3_balance",
-    "balance",
-    "m3_accounts",
-    "open_accounts",
-    "line",
-    "closures",
-    "charge_offs",
-    "account_months",
-)
-
-
-@dataclass
-class _Run:
-    """Monthly sums of one policy on one seed over the cohort's lives: window months, then run-off months.
-
-    ``sums[name]`` has shape (months, groups) (column 0 every account, then each segment level).
-    """
-
-    sums: dict[str, np.ndarray]
-    stress: np.ndarray  # (months,) the month's macro regime (True: stress)
-    window: int  # months under the policy; the rest is run-off
-    cohort_size: np.ndarray  # (groups,)
-    left: np.ndarray  # (groups,) cohort accounts still open when the run-off bound was reached
-    first_obs: np.ndarray  # the observation at reset (for checks that every policy saw the same accounts)
-    simulated: int = 0  # months simulated (the run-off stops once every cohort account has ended)
-
-    @classmethod
-    def empty(cls, months: int, window: int, groups: np.ndarray, first_obs: np.ndarray) -> _Run:
-        sums = {name: np.zeros((months, _NUM_GROUPS)) for name in _SUMS}
-        size = groups.sum(axis=0)
-        return cls(sums, np.zeros(months, bool), window, size, size, first_obs)
-
-    def record(
-        self,
-        t: int,
-        groups: np.ndarray,
-        members: np.ndarray,
-        revenue: np.ndarray,
-        components: Mapping[str, np.ndarray],
-        mpd: np.ndarray,
-        balance: np.ndarray,
-        line: np.ndarray,
-        ended: np.ndarray,
-        stress: bool,
-    ) -> None:
-        """Month ``t`` of the accounts in ``members`` (bool), as the month's end left them."""
-        i = np.flatnonzero(members)
-        mpd, balance, ended = mpd[i], balance[i], ended[i]
-        charged_off = ended & (mpd == CHARGED_OFF)
-        is_open = ~ended
-        m3 = (mpd >= M3PLUS_BUCKETS[0]) & (mpd <= M3PLUS_BUCKETS[1]) & (balance > 0)
-        # A closure in the window is attrition; in the run-off it is a balance repaid, not counted as one.
-        closed = ended & ~charged_off if t < self.window else np.zeros_like(ended)
-        weights = np.column_stack(
-            [revenue[i], -components["credit_loss"][i], np.where(m3, balance, 0.0), balance, m3 & is_open]
-            + [is_open, np.where(is_open, line[i], 0.0), closed, charged_off, np.ones(len(i))]
-        )
-        for name, total in zip(_SUMS, (groups[i].T @ weights).T, strict=True):  # one product sums every group
-            self.sums[name][t] = total
-        self.stress[t] = stress
-
-    def ended(self, simulated: int, running: np.ndarray, groups: np.ndarray) -> _Run:
-        """The run after ``simulated`` months, with the accounts still ``running`` counted as left. The
-        months after the last cohort account ended are kept as zeros (nothing left to earn or to count),
-        so that every run of an evaluation has the same months."""
-        self.simulated, self.left = simulated, groups.T @ running.astype(np.float64)
-        return self
-
-
-def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: int, run_off_months: int) -> _Run:
-    venv = envs.make_portfolio(
-        config, num_accounts, seed=portfolio_seed(seed), continuous=is_continuous(policy), **{"macro.seed": int(seed)}
-    )
-    obs = venv.reset()
-    sim = venv.sim
-    bind = getattr(policy, "bind_simulator", None)
-    if callable(bind):  # a privileged policy (the oracle) reads hidden state from this run's simulator
-        bind(sim)
-    groups = _groups(obs)  # the cohort's segments (fixed over an account's life)
-    run = _Run.empty(months + run_off_months, months, groups, obs.copy())
-    alive = np.ones(num_accounts, dtype=bool)  # slot still holds its cohort account
-    state, episode_start = None, np.ones(num_accounts, dtype=bool)
-    for t in range(months):
-        actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
-        stress = sim.stress  # the regime this month is simulated in (the observation's macro_stress)
-        if t < months - 1:
-            obs, _, dones, _ = venv.step(actions)  # type: ignore[assignment]  # SB3's VecEnvStepReturn
-            info = venv.last_info
-            revenue, components = info["revenue"], info["reward_components"]
-            mpd, balance, line = info["months_past_due"], info["balance"], info["line"]
-        else:  # the last month on the simulator itself: the venv would replace the accounts at the horizon
-            result = sim.step(_multipliers(venv, actions))
-            dones = result.terminated  # (reaching the horizon is not an end here: the cohort runs off)
-            revenue, components = result.revenue, result.components
-            mpd, balance, line = sim.state.months_past_due, sim.state.balance, sim.state.line
-        run.record(t, groups, alive, revenue, components, mpd, balance, line, dones, stress)
-        alive &= ~dones
-        episode_start = dones
-
-    # Run-off: lines frozen (multiplier 1), no drawing, until every cohort account is repaid or charged off.
-    running = alive
-    sim.start_run_off(np.flatnonzero(running))
-    hold, t = np.ones(num_accounts), months
-    while t < months + run_off_months and running.any():
-        stress = sim.stress
-        result = sim.step(hold)
-        s = sim.state
-        run.record(
-            t,
-            groups,
-            running,
-            result.revenue,
-            result.components,
-            s.months_past_due,
-            s.balance,
-            s.line,
-            result.terminated,
-            stress,
-        )
-        running &= ~result.terminated
-        t += 1
-    return run.ended(t, running, groups)
-
-
-def _multipliers(venv: envs.PortfolioVecEnv, actions: np.ndarray) -> np.ndarray:
-    """The line multipliers of a batch of actions, as ``venv.step`` would apply them."""
-    multiplier = (continuous_to_multiplier if venv.continuous else discrete_to_multiplier)(actions)
-    if multiplier.shape != (venv.num_envs,):
-        raise ValueError(f"expected {venv.num_envs} actions, got {multiplier.shape[0]}")
-    return multiplier
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.divide(num, den, out=np.full(np.shape(num), np.nan), where=np.asarray(den) > 0)
-
-
-def _metrics(run: _Run) -> dict[str, np.ndarray]:
-    """Metrics of a run, one value per group (all accounts, then each segment level).
-
-    Revenue, losses and M3+ over the whole lives (window and run-off); the book's shape (line,
-    utilisation, attrition) over the window, where the policy sets the lines.
-    """
-    total = {name: s.sum(axis=0) for name, s in run.sums.items()}
-    window = {name: s[: run.window].sum(axis=0) for name, s in run.sums.items()}
-    regime = {
-        flag: {k: run.sums[k][run.stress == flag].sum(axis=0) for k in ("m3_balance", "balance")}
-        for flag in (False, True)
-    }
-    return {
-        "per_user_revenue": _ratio(total["revenue"], run.cohort_size),
-        "credit_loss_per_user": _ratio(total["credit_loss"], run.cohort_size),
-        "m3plus_rate": _ratio(total["m3_balance"], total["balance"]),
-        "m3plus_rate_accounts": _ratio(total["m3_accounts"], total["open_accounts"]),
-        "m3plus_rate_normal": _ratio(regime[False]["m3_balance"], regime[False]["balance"]),
-        "m3plus_rate_stress": _ratio(regime[True]["m3_balance"], regime[True]["balance"]),
-        "utilisation": _ratio(window["balance"], window["line"]),
-        "average_line": _ratio(window["line"], window["open_accounts"]),
-        "attrition_rate": _ratio(window["closures"], window["account_months"] / 12),
-        "charge_off_rate": _ratio(total["charge_offs"], total["account_months"] / 12),
-        "run_off_revenue": _ratio(total["revenue"] - window["revenue"], run.cohort_size),
-        "run_off_left": _ratio(run.left, run.cohort_size),
-    }
 
 
 # -- the evaluator ----------------------------------------------------------------------------------------
@@ -469,13 +258,20 @@ def evaluate(
     for seed in seeds:
         first_obs = None
         for name, policy in policies.items():
-            run = _run(policy, config, num_accounts, seed, months, run_off_months)
+            venv = envs.make_portfolio(
+                config,
+                num_accounts,
+                seed=portfolio_seed(seed),
+                continuous=is_continuous(policy),
+                **{"macro.seed": int(seed)},
+            )
+            run = run_cohort(policy, venv, months, run_off_months)
             if first_obs is not None and not np.array_equal(first_obs, run.first_obs):
                 raise RuntimeError(
                     f"policy '{name}' saw different accounts on seed {seed}: common random numbers are broken"
                 )
             first_obs = run.first_obs
-            metrics = _metrics(run)
+            metrics = cohort_metrics(run)
             per_seed.append(
                 {
                     "policy": name,
@@ -496,7 +292,7 @@ def evaluate(
                         **{m: float(v[g]) for m, v in metrics.items()},
                     }
                 )
-            monthly.append(_monthly(name, seed, run, num_accounts))
+            monthly.append(monthly_table(name, seed, run, num_accounts))
             bar.update()
     bar.close()
 
@@ -518,24 +314,6 @@ def evaluate(
     )
     by_segment = by_segment.drop(columns=["cohort_accounts_ci_low", "cohort_accounts_ci_high"])
     return Evaluation(summary, per_seed_df, pd.concat(monthly, ignore_index=True), by_segment)
-
-
-def _monthly(name: str, seed: int, run: _Run, num_accounts: int) -> pd.DataFrame:
-    s, n = run.sums, len(run.stress)
-    return pd.DataFrame(
-        {
-            "policy": name,
-            "seed": seed,
-            "month": np.arange(1, n + 1),
-            "phase": np.where(np.arange(n) < run.window, "window", "run_off"),
-            "revenue_per_user": s["revenue"][:, 0] / num_accounts,
-            "m3plus_rate": _ratio(s["m3_balance"][:, 0], s["balance"][:, 0]),
-            "m3plus_rate_accounts": _ratio(s["m3_accounts"][:, 0], s["open_accounts"][:, 0]),
-            "average_line": _ratio(s["line"][:, 0], s["open_accounts"][:, 0]),
-            "utilisation": _ratio(s["balance"][:, 0], s["line"][:, 0]),
-            "macro_stress": pd.array(np.where(np.arange(n) < run.simulated, run.stress, None), dtype="boolean"),
-        }
-    )
 
 
 # Column names of the paired comparisons: difference, its CI, uplift, its CI, and which of the two to show.
