@@ -41,7 +41,7 @@ if TYPE_CHECKING:  # the SB3 face is imported where portfolios are made, not her
 SEGMENTS: dict[str, tuple[str, ...]] = {"age_band": AGE_BANDS, "city_tier": CITY_TIERS, "thin_file": ("no", "yes")}
 M3PLUS_BUCKETS = (3, 5)  # months past due counted as M3+ (6 is charged off and off the book)
 CHARGED_OFF = 6  # months_past_due reported for a charge-off
-RUN_OFF_MONTHS = 60  # [months] bound on the run-off after the window (a design choice, see the docstring)
+RUN_OFF_MONTHS = 120  # [months] bound on the run-off (a design choice, see the docstring; 50 the longest seen)
 METRICS = (
     "per_user_revenue",
     "credit_loss_per_user",

@@ -115,11 +115,11 @@ class Evaluation(NamedTuple):
       ``oracle_share`` = (policy - reference) / (oracle - reference) on mean per-user revenue (NaN without
       an oracle, or when the oracle does not beat the reference).
     - ``per_seed``: one row per policy and seed.
-    - ``monthly``: policy, seed, month (1 .. months + run_off_months, by the cohort's age; the months after
-      the last cohort account ended earn 0 and have no rates), ``phase`` (``window`` or ``run_off``) and that
-      month's ``revenue_per_user`` (cohort revenue / cohort size, summing to
-      ``per_user_revenue``), ``m3plus_rate``, ``m3plus_rate_accounts``, ``average_line``, ``utilisation``,
-      ``macro_stress`` (empty for months not simulated).
+    - ``monthly``: policy, seed, month (by the cohort's age, 1 .. the longest run's last month, the same for
+      every run: a run's months after its last cohort account ended earn 0 and have no rates), ``phase``
+      (``window`` or ``run_off``) and that month's ``revenue_per_user`` (cohort revenue / cohort size,
+      summing to ``per_user_revenue``), ``m3plus_rate``, ``m3plus_rate_accounts``, ``average_line``,
+      ``utilisation``, ``macro_stress`` (empty for months not simulated).
     - ``by_segment``: policy, segment (age_band, city_tier, thin_file), level, ``cohort_accounts`` and every
       metric, mean and CI over seeds.
     """
@@ -254,6 +254,7 @@ def evaluate(
     cap = config.env.m3plus_cap
     labels = [f"{segment}={level}" for segment, levels in SEGMENTS.items() for level in levels]
     per_seed, monthly, segment_rows = [], [], []
+    simulated = 0  # the longest run [months]: every run's monthly table is cut there
     bar = tqdm(total=len(seeds) * len(policies), desc="evaluate", disable=not progress)
     for seed in seeds:
         first_obs = None
@@ -293,6 +294,7 @@ def evaluate(
                     }
                 )
             monthly.append(monthly_table(name, seed, run, num_accounts))
+            simulated = max(simulated, run.simulated)
             bar.update()
     bar.close()
 
@@ -313,7 +315,9 @@ def evaluate(
         pd.DataFrame(segment_rows), ["policy", "segment", "level"], ("cohort_accounts", *METRICS), rng, n_boot
     )
     by_segment = by_segment.drop(columns=["cohort_accounts_ci_low", "cohort_accounts_ci_high"])
-    return Evaluation(summary, per_seed_df, pd.concat(monthly, ignore_index=True), by_segment)
+    months_table = pd.concat(monthly, ignore_index=True)
+    months_table = months_table[months_table["month"] <= simulated].reset_index(drop=True)
+    return Evaluation(summary, per_seed_df, months_table, by_segment)
 
 
 # Column names of the paired comparisons: difference, its CI, uplift, its CI, and which of the two to show.

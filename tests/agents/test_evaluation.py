@@ -191,6 +191,7 @@ def test_monthly_path_adds_up(config):
     window = result.monthly[result.monthly["phase"] == "window"]
     assert set(window["month"]) == set(range(1, 13))
     assert (result.monthly.loc[result.monthly["month"] > 12, "phase"] == "run_off").all()
+    assert result.monthly.groupby(["policy", "seed"]).size().nunique() == 1  # the same months for every run
     # Raising lines raises the average line; utilisation is balance / line, so it stays in [0, 1.5].
     summary = result.summary.set_index("policy")
     assert summary.loc["best_static", "average_line"] > 1.4 * summary.loc["hold", "average_line"]
