@@ -24,10 +24,10 @@ examples:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.cli import (  # noqa: E402
@@ -103,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh in an existing run folder --name; the old folder is first renamed "
-        "<name>.previous (replacing an older one), so nothing is lost if this run stops",
+        help="replace an existing run folder --name. The new run is written to <name>.partial and moved "
+        "into place only when it finishes, so the old run stays complete until then; the old run is then "
+        "kept as <name>.previous (replacing an older one) if it had finished, deleted if it had not. The run "
+        "given to --load is never replaced. Nothing outside --out is moved or deleted",
     )
     baselines = parser.add_argument_group("baseline tuning")
     # Seeds carry the macro path, the largest source of spread in the M3+ rate: tuning against the cap on
@@ -129,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)  # bad preset / --set: ConfigError before anything heavy is imported
+    name = _checked_target(args, config)  # the run name and where it goes, before anything else
 
     # The library, imported only once the input is known to be good (torch takes seconds to import).
     from agents.evaluation import evaluate, split_seeds
@@ -136,7 +139,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.results import (
         RunFolder,
         collect_metadata,
-        default_run_name,
         format_summary,
         write_baselines,
         write_evaluation,
@@ -148,15 +150,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
 
     # Every check on the input before the run folder exists: a rejected command writes nothing.
-    if args.resume and args.name is None:
-        raise ValueError("--resume needs the --name of the run folder to continue")
-    name = args.name or default_run_name(config.name, "compare")
-    if args.resume and not (args.out / name).is_dir():
-        raise FileNotFoundError(f"--resume: run folder {args.out / name} not found")
     agents, train_seeds = {}, seeds.training if train_algos else ()
     if args.load is not None:
-        if not args.load.is_dir():
-            raise FileNotFoundError(f"--load: run folder {args.load} not found")
         train_seeds = _loaded_training_seeds(args.load, seeds)
         from agents.training import load_agent
 
@@ -164,19 +159,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent_overrides = _agent_overrides(args.agent_overrides, train_algos)
     if train_algos:
         from agents.agent_config import load_agent_config
-        from agents.training import load_agent, train  # torch and SB3: only for agents
+        from agents.training import check_trainable, load_agent, train  # torch and SB3: only for agents
 
         if not args.resume:  # a resumed run keeps its saved agent config
             for algo in train_algos:
-                load_agent_config(algo, config.name, agent_overrides[algo] or None)
+                agent_config = load_agent_config(algo, config.name, agent_overrides[algo] or None)
+                check_trainable(agent_config, config, args.constraint, args.train_accounts)
     resumed_from = _check_resumable(args.out / name, config) if args.resume else None
 
-    if args.overwrite and not args.resume and (args.out / name).exists():
-        previous = args.out / f"{name}.previous"
-        if previous.exists():
-            shutil.rmtree(previous)
-        (args.out / name).rename(previous)
-    run = RunFolder.create(args.out, name, exist_ok=args.resume)
+    run = RunFolder.create(
+        args.out,
+        name,
+        exist_ok=args.resume,
+        overwrite=args.overwrite,
+        hint="pass --overwrite to replace it (kept until the new run finishes), or --resume to continue it",
+    )
     metadata = collect_metadata()
     if args.resume:
         metadata["resumed_from"] = resumed_from
@@ -219,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.write_metrics("tuning_best_static", static_table)
         run.write_metrics("tuning_rule", rule_table)
 
-        policies = {
+        policies: dict[str, Any] = {
             "static_hold": StaticHold(),
             "best_static": BestStatic(x),
             "rule": RuleBased(rule_params),
@@ -245,6 +242,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_summary(evaluation.summary))
     print(f"\nwritten to {run.path}")
     return 0
+
+
+def _checked_target(args: argparse.Namespace, config) -> str:
+    """The run name, once the name, --out and how they meet --load, --resume and --overwrite are valid."""
+    from agents.results import check_out_dir, check_run_name, default_run_name
+
+    if args.resume and args.name is None:
+        raise ValueError("--resume needs the --name of the run folder to continue")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: choose one")
+    if (args.no_train or args.load is not None) and args.agent_overrides:
+        raise ValueError(
+            f"--agent-set {args.agent_overrides[0]}: no agent is trained with "
+            f"{'--no-train' if args.no_train else '--load'}, so it would have no effect"
+        )
+    name = check_run_name(args.name if args.name is not None else default_run_name(config.name, "compare"))
+    out = check_out_dir(args.out)
+    if args.resume and not (out / name).is_dir():
+        raise FileNotFoundError(f"--resume: run folder {out / name} not found")
+    if args.load is not None:
+        if not args.load.is_dir():
+            raise FileNotFoundError(f"--load: run folder {args.load} not found")
+        if (out / name).exists() and (out / name).resolve() == args.load.resolve():
+            raise ValueError(
+                f"--load {args.load} and --name {name}: the run being loaded cannot be replaced by this one; "
+                "choose another --name"
+            )
+    return name
 
 
 def _agent_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str, dict]:
@@ -294,18 +319,18 @@ def _flatten(data: dict, prefix: str = "") -> dict:
 
 def _loaded_training_seeds(run_dir: Path, seeds) -> tuple[int, ...]:
     """The training seeds recorded by the run agents are loaded from, checked against this run's seeds."""
-    import json
-
     from agents.evaluation import check_disjoint
+    from agents.results import read_seeds
 
-    path = run_dir / "seeds.json"
-    if not path.is_file():
+    recorded = read_seeds(run_dir)
+    if recorded is None:
         print(
-            f"warning: {path} not found; cannot check that the loaded agents never trained on the evaluation seeds",
+            f"warning: {run_dir / 'seeds.json'} not found; cannot check that the loaded agents never trained on "
+            "the evaluation seeds",
             file=sys.stderr,
         )
         return ()
-    trained = tuple(int(s) for s in json.loads(path.read_text(encoding="utf-8")).get("train", []))
+    trained = tuple(recorded["train"])
     check_disjoint(training=trained, tuning=seeds.tuning, evaluation=seeds.evaluation)
     return trained
 
