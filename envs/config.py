@@ -11,12 +11,13 @@ Units: money in CNY, rates per year unless the name says ``monthly``, probabilit
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
@@ -42,8 +43,44 @@ class ConfigError(ValueError):
     """A configuration is malformed: the message names the key, the value and what is allowed."""
 
 
+# Assumption: no figure of a credit portfolio needs a magnitude above this (money in CNY, scores, logits,
+# counts); the bound keeps every float32 observation finite (the largest is 2 x product.max_line) and every
+# integer inside int64.
+LARGEST_FLOAT = 1e9
+LARGEST_INT = 2**63 - 1
+
+
+def _check_bounded(value: Any, where: str) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} = {value!r} is not a finite number")
+        if abs(value) > LARGEST_FLOAT:
+            raise ValueError(
+                f"{where} = {value!r} is outside the allowed range [-{LARGEST_FLOAT:g}, {LARGEST_FLOAT:g}]"
+            )
+    elif isinstance(value, int):
+        if abs(value) > LARGEST_INT:
+            raise ValueError(f"{where} = {value!r} is outside the allowed range [-(2**63 - 1), 2**63 - 1]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_bounded(item, f"{where}.{key}")
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _check_bounded(item, f"{where}[{i}]")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    """Every section: no unknown keys, no type coercion, and every number finite and bounded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after", check_fields=False)
+    @classmethod
+    def _finite_and_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        _check_bounded(value, str(info.field_name))
+        return value
 
 
 def _check_mix(name: str, mix: Mapping[str, float]) -> None:

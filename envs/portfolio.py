@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.actions import LIMIT_MULTIPLIERS, continuous_to_multiplier, discrete_to_multiplier
+from envs.actions import LIMIT_MULTIPLIERS, check_seed, continuous_to_multiplier, discrete_to_multiplier
 from envs.config import Config, resolve_config
 from envs.credit_line_env import month_info
 from envs.observation import observation_space, observe
@@ -91,7 +91,7 @@ class PortfolioVecEnv(VecEnv):
                 base = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
                 seeds = [base + i for i in range(self.num_envs)]
             # Seeds come from VecEnv.seed() as seed + index: account i gets seed + i.
-            self.sim.seed_accounts(self._all, np.array([s % 2**64 for s in seeds], dtype=np.uint64))
+            self.sim.seed_accounts(self._all, np.array(seeds, dtype=np.uint64))
             self.sim.restart_calendar()
             self._started = True
         else:
@@ -99,6 +99,10 @@ class PortfolioVecEnv(VecEnv):
         self._reset_seeds()
         self._reset_options()
         return self._observe()
+
+    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+        """Key account i on ``seed + i`` at the next reset; a seed follows ``envs.actions.check_seed``."""
+        return super().seed(None if seed is None else check_seed(seed))
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -214,11 +218,16 @@ def make_portfolio(
     Args:
         preset: preset name (``wechat``, ``alipay``, ``jd``, ``douyin``), a YAML path, or a ``Config``.
         num_accounts: accounts in the portfolio (the VecEnv's ``num_envs``).
-        seed: account i is keyed on ``seed + i``; ``None`` draws fresh entropy.
+        seed: account i is keyed on ``seed + i``; ``None`` draws fresh entropy. An integer in
+            [0, 2**63 - 1], as for ``CreditLine-v0`` (``envs.actions.check_seed``); anything else raises.
         continuous: ``Box(-1, 1, (1,))`` actions as ``CreditLineContinuous-v0`` instead of ``Discrete(7)``.
         **overrides: dotted config keys (``**{"env.horizon": 24}``) or ``env__horizon=24``.
     """
-    if not isinstance(num_accounts, (int, np.integer)) or num_accounts < 1:
+    if (
+        isinstance(num_accounts, (bool, np.bool_))
+        or not isinstance(num_accounts, (int, np.integer))
+        or num_accounts < 1
+    ):
         raise ValueError(f"num_accounts must be a positive integer, got {num_accounts!r}")
     venv = PortfolioVecEnv(resolve_config(preset, overrides), int(num_accounts), continuous)
     if seed is not None:
