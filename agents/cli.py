@@ -36,11 +36,23 @@ def preset_arg(text: str) -> str:
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
     try:
-        value = int(text)
+        value = int(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+    return value
+
+
+# Assumption: beyond 100 million accounts a portfolio's arrays no longer fit a workstation's memory.
+MAX_ACCOUNTS = 100_000_000
+
+
+def account_count(text: str) -> int:
+    """A number of accounts: a positive integer up to MAX_ACCOUNTS."""
+    value = _int_at_least(text, 1, "a positive integer")
+    if value > MAX_ACCOUNTS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_ACCOUNTS:,} accounts, got {value:,}")
     return value
 
 
@@ -94,7 +106,7 @@ def add_budget_args(parser: argparse.ArgumentParser, accounts: int = 2000, eval_
     group = parser.add_argument_group("budget")
     group.add_argument(
         "--accounts",
-        type=positive_int,
+        type=account_count,
         default=accounts,
         help=f"accounts in each simulated portfolio (default: {accounts})",
     )
@@ -141,14 +153,22 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     """Run a script's ``main(argv)``; bad input prints ``error: <message>`` to stderr and returns 2.
 
     Caught: ``ConfigError`` (bad preset or ``--set``), ``FileNotFoundError`` (missing run folder or model),
-    ``FileExistsError`` (run folder taken) and ``ValueError`` (bad values found by the library). Anything
-    else is a bug and keeps its traceback. Ctrl-C returns 130; what was written so far stays intact.
+    ``FileExistsError`` (run folder taken), ``ValueError`` and ``TypeError`` (bad values found by the
+    library), paths that cannot be used (permissions, a file where a folder belongs) and ``MemoryError``.
+    Anything else is a bug and keeps its traceback. Ctrl-C returns 130; what was written so far stays intact.
     """
     try:
         return int(main(argv) or 0)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, TypeError) as exc:
         message = str(exc) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        # a path the user gave that cannot be written or read: the OS message names it
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("error: out of memory: ask for fewer accounts (--accounts, --train-accounts)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted; files already written are complete (every write is atomic)", file=sys.stderr)

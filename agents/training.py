@@ -299,6 +299,9 @@ def check_trainable(agent: AgentConfig, config: Config, constraint: str, num_acc
         num_accounts: parallel accounts (default: the agent config's).
     """
     accounts = _positive("num_accounts", num_accounts, agent.training.num_accounts)
+    cap = config.env.m3plus_cap
+    if not 0.0 < cap < 1.0:
+        raise ValueError(f"env.m3plus_cap = {cap}: training under the cap needs a fraction in (0, 1)")
     hyper = agent.hyperparameters.model_dump()
     if agent.algo == "ppo" and hyper["batch_size"] > hyper["n_steps"] * accounts:
         raise ValueError(

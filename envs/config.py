@@ -379,7 +379,8 @@ def load_config(preset: str | Path = "wechat", overrides: Mapping[str, Any] | No
     data = _deep_merge(read_yaml(BASE_CONFIG), read_yaml(path))
     for key, value in (overrides or {}).items():
         _set_path(data, key, value)
-    return build_config(data, source=f"preset '{name}'" + (" with overrides" if overrides else ""))
+    source = f"preset '{name}'" if path.parent == PRESET_DIR else str(path)
+    return build_config(data, source=source + (" with overrides" if overrides else ""))
 
 
 def resolve_config(config: Config | str | Path, overrides: Mapping[str, Any] | None = None) -> Config:

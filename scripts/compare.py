@@ -31,6 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.cli import (  # noqa: E402
+    account_count,
     add_budget_args,
     add_config_args,
     add_output_args,
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agents.add_argument(
         "--train-accounts",
-        type=positive_int,
+        type=account_count,
         default=None,
         help="accounts (parallel envs) during training (default: configs/agents/<algo>.yaml)",
     )
@@ -159,10 +160,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     agent_overrides = _agent_overrides(args.agent_overrides, train_algos)
     if train_algos:
         from agents.agent_config import load_agent_config
-        from agents.training import check_trainable, load_agent, train  # torch and SB3: only for agents
+        from agents.training import check_resumable, check_trainable, load_agent, train  # torch, SB3: agents only
 
-        if not args.resume:  # a resumed run keeps its saved agent config
-            for algo in train_algos:
+        for algo in train_algos:
+            if args.resume:  # a resumed run keeps its saved agent config: overrides may only repeat it
+                check_resumable(args.out / name, algo, args.constraint, seeds.training[0], args.train_accounts)
+                agent_overrides[algo] = _same_as_saved(args.out / name, algo, agent_overrides[algo])
+            else:
                 agent_config = load_agent_config(algo, config.name, agent_overrides[algo] or None)
                 check_trainable(agent_config, config, args.constraint, args.train_accounts)
     resumed_from = _check_resumable(args.out / name, config) if args.resume else None
@@ -285,6 +289,26 @@ def _agent_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str, di
             for overrides in per_algo.values():
                 overrides[key] = value
     return per_algo
+
+
+def _same_as_saved(run_dir: Path, algo: str, overrides: dict) -> dict:
+    """``{}`` if ``--agent-set`` only repeats the saved agent config of a resumed run; an error naming what differs."""
+    from agents.agent_config import load_agent_config
+    from agents.training import agent_paths
+
+    if not overrides:
+        return {}
+    saved_file = agent_paths(run_dir, algo).folder / "agent_config.yaml"
+    saved = load_agent_config(algo, path=saved_file)
+    changed = _flatten(load_agent_config(algo, path=saved_file, overrides=overrides).to_dict())
+    before = _flatten(saved.to_dict())
+    differing = sorted(k for k in changed if changed[k] != before.get(k))
+    if differing:
+        raise ValueError(
+            f"--resume keeps the saved agent config of {algo}; --agent-set would change {differing} "
+            f"(saved in {saved_file})"
+        )
+    return {}
 
 
 def _check_resumable(run_dir: Path, config) -> dict | None:

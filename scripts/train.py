@@ -32,7 +32,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agents.cli import add_config_args, add_output_args, config_from_args, non_negative_int, positive_int, run_main  # noqa: E402
+from agents.cli import (  # noqa: E402
+    account_count,
+    add_config_args,
+    add_output_args,
+    config_from_args,
+    non_negative_int,
+    positive_int,
+    run_main,
+)
 from envs.config import ConfigError, load_config, parse_override  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
@@ -68,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.add_argument(
         "--accounts",
-        type=positive_int,
+        type=account_count,
         default=None,
         help="accounts in the training portfolio = parallel envs (default: training.num_accounts)",
     )
