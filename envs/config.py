@@ -83,7 +83,7 @@ class _Section(BaseModel):
         return value
 
 
-def _check_mix(name: str, mix: Mapping[str, float]) -> None:
+def _check_mix(name: str, mix: Mapping[Any, float]) -> None:
     total = sum(mix.values())
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"{name} weights must sum to 1, got {total:.6g}")
@@ -256,7 +256,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) and key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping", node.start_mark, f"found the key '{key}' twice", key_node.start_mark

@@ -118,7 +118,8 @@ class CreditLineEnv(gym.Env):
         self.config = resolve_config(config if config is not None else preset, overrides)
         self.render_mode = render_mode
         self.sim = Simulator(self.config, 1)
-        self.observation_space = observation_space(self.config)
+        self._box = observation_space(self.config)
+        self.observation_space = self._box
         self.action_space = spaces.Discrete(len(LIMIT_MULTIPLIERS))
         self._seeded = False
         self._ended = False
@@ -173,7 +174,7 @@ class CreditLineEnv(gym.Env):
         return (self._observe(), float(result.reward[0]), terminated, truncated, info)
 
     def _observe(self) -> np.ndarray:
-        return observe(self.sim.state, self.sim.stress, self.observation_space)[:, 0]
+        return observe(self.sim.state, self.sim.stress, self._box)[:, 0]
 
 
 class CreditLineContinuousEnv(CreditLineEnv):

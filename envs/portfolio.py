@@ -9,7 +9,7 @@ by a newly acquired one, with ``terminal_observation`` and ``TimeLimit.truncated
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -39,7 +39,7 @@ class _NoInfo(dict):
             "per-account values are in venv.last_info"
         )
 
-    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only  # type: ignore[assignment]
 
     def __reduce__(self):
         return dict, ()
@@ -75,7 +75,8 @@ class PortfolioVecEnv(VecEnv):
             if continuous
             else spaces.Discrete(len(LIMIT_MULTIPLIERS))
         )
-        super().__init__(num_accounts, observation_space(config), action_space)
+        self._box = observation_space(config)  # the Box itself (VecEnv types it as any Space)
+        super().__init__(num_accounts, self._box, action_space)
         self._all = np.arange(num_accounts)
         self._actions: np.ndarray | None = None
         # Accounts that did not end share one read-only empty info (a copy of this list is one pointer each).
@@ -111,6 +112,8 @@ class PortfolioVecEnv(VecEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         to_multiplier = continuous_to_multiplier if self.continuous else discrete_to_multiplier
+        if self._actions is None:
+            raise RuntimeError("call step_async(actions) before step_wait()")
         multiplier = to_multiplier(self._actions)
         if multiplier.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got {multiplier.shape[0]}")
@@ -126,7 +129,7 @@ class PortfolioVecEnv(VecEnv):
         dones = result.terminated | result.truncated
         done_idx = np.flatnonzero(dones)
         # The last observation of each account that ended, then its replacement, then everyone's.
-        terminal = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx).T
+        terminal = observe(self.sim.state, self.sim.stress, self._box, done_idx).T
         if done_idx.size:
             self.sim.renew(done_idx)
         infos = StepInfos(self._blank_infos, done_idx, terminal, result.truncated[done_idx])
@@ -147,7 +150,7 @@ class PortfolioVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
         return [False] * len(self._indices(indices))
 
-    def _indices(self, indices: Any) -> Sequence[int] | Iterable[int]:
+    def _indices(self, indices: Any) -> Sequence[int]:
         if indices is None:
             return range(self.num_envs)
         if isinstance(indices, int):
@@ -155,7 +158,7 @@ class PortfolioVecEnv(VecEnv):
         return indices
 
     def _observe(self) -> np.ndarray:
-        return observe(self.sim.state, self.sim.stress, self.observation_space).T
+        return observe(self.sim.state, self.sim.stress, self._box).T
 
 
 class StepInfos(Sequence):
