@@ -130,7 +130,10 @@ def add_output_args(parser: argparse.ArgumentParser, out: str = "results") -> No
     group = parser.add_argument_group("output")
     group.add_argument("--out", type=Path, default=Path(out), help=f"folder holding run folders (default: {out})")
     group.add_argument(
-        "--name", default=None, help="run folder name under --out (default: <preset>__<what>__<date-time>)"
+        "--name",
+        default=None,
+        help="run folder name under --out: a plain folder name (no path separators, '.', '..' or control "
+        "characters; not ending in .previous or .partial) (default: <preset>__<what>__<date-time>)",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
 

@@ -93,13 +93,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="RUN_DIR",
         default=None,
-        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training",
+        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training; only their data files are "
+        "read (policy.pt, vecnormalize.npz, policy.json; no pickle), so RUN_DIR may come from someone else",
     )
     source.add_argument("--no-train", action="store_true", help="compare the baselines only")
     source.add_argument(
         "--resume",
         action="store_true",
-        help="continue training in an existing run folder --name from its last checkpoint",
+        help="continue training in an existing run folder --name from its last checkpoint. This loads the "
+        "checkpoint's SB3 model zip, which unpickles code: resume only run folders you made or trust",
     )
     parser.add_argument(
         "--overwrite",
@@ -250,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _checked_target(args: argparse.Namespace, config) -> str:
     """The run name, once the name, --out and how they meet --load, --resume and --overwrite are valid."""
-    from agents.results import check_out_dir, check_run_name, default_run_name
+    from agents.results import check_out_dir, check_run_name, default_run_name, run_status
 
     if args.resume and args.name is None:
         raise ValueError("--resume needs the --name of the run folder to continue")
@@ -265,6 +267,8 @@ def _checked_target(args: argparse.Namespace, config) -> str:
     out = check_out_dir(args.out)
     if args.resume and not (out / name).is_dir():
         raise FileNotFoundError(f"--resume: run folder {out / name} not found")
+    if args.resume and run_status(out / name) == "running":
+        raise FileExistsError(f"--resume: {out / name} is being written by a running process")
     if args.load is not None:
         if not args.load.is_dir():
             raise FileNotFoundError(f"--load: run folder {args.load} not found")

@@ -280,3 +280,44 @@ def test_a_missing_final_model_is_an_error_unless_left_out(evaluate_script, caps
     assert run_main(evaluate_script.main, [*argv, "--name", "b"]) == 2  # ppo still missing
     assert "--algos a2c" in capsys.readouterr().err
     assert run_main(evaluate_script.main, [*argv, "--name", "c", "--algos", "a2c"]) == 0
+
+
+# -- same input, same bytes; kill -9 then --resume ---------------------------------------------------------------
+def test_evaluating_a_run_twice_gives_byte_identical_files(evaluate_script, trained_run, tmp_path):
+    out = tmp_path / "out"
+    for name in ("first", "second"):
+        argv = ["--run", str(trained_run), "--accounts", "30", "--eval-seeds", "2", "--out", str(out)]
+        argv += ["--baselines", "static_hold,rule,random"]
+        assert run_main(evaluate_script.main, [*argv, "--name", name, "--no-progress"]) == 0
+    for table in ("summary.csv", "metrics/monthly.csv", "metrics/by_segment.csv", "metrics/per_seed.csv"):
+        assert (out / "first" / table).read_bytes() == (out / "second" / table).read_bytes(), table
+
+
+@pytest.mark.slow
+def test_train_killed_with_sigkill_is_reported_interrupted_and_resumes(tmp_path):
+    import signal
+    import time
+
+    common = ["--out", str(tmp_path), "--name", "k", "--no-progress"]
+    settings = ["--accounts", "32", "--agent-set", "n_steps=8", "--agent-set", "batch_size=128"]
+    settings += ["--agent-set", "checkpoint_every=256", "--agent-set", "net_arch=[8]"]
+    train_py = [sys.executable, str(SCRIPTS / "train.py")]
+    child = subprocess.Popen([*train_py, "--timesteps", "200000", *settings, *common], stderr=subprocess.PIPE)
+    checkpoints = tmp_path / "k" / "agents" / "ppo" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while not list(checkpoints.glob("constraint_*.json")) and time.monotonic() < deadline and child.poll() is None:
+        time.sleep(0.2)
+    assert child.poll() is None, "training ended before it could be killed"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    assert json.loads((tmp_path / "k" / "metadata.json").read_text())["status"] == "running"  # nothing recorded
+    assert run_status(tmp_path / "k") == "interrupted"  # but the dead process is seen
+    step = max(int(p.stem.split("_")[1]) for p in checkpoints.glob("constraint_*.json"))
+    done = subprocess.run(
+        [*train_py, "--timesteps", str(step + 512), "--resume", *common], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    metadata = json.loads((tmp_path / "k" / "metadata.json").read_text())
+    assert metadata["status"] == "finished" and metadata["resumed_from"]["status"] == "running"
+    assert (tmp_path / "k" / "agents" / "ppo" / "policy.pt").is_file()
