@@ -230,6 +230,7 @@ def trained_run(tmp_path_factory):
     return run.path
 
 
+@pytest.mark.slow  # one evaluation per file of the run folder: about 15 s on an idle machine
 def test_planted_pickles_in_every_file_of_a_run_folder_execute_nothing(evaluate_script, capsys, trained_run, tmp_path):
     files = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*") if p.is_file())
     assert {"agents/ppo/policy.pt", "agents/ppo/model.zip", "agents/ppo/vecnormalize.npz"} <= {str(f) for f in files}
