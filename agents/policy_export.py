@@ -31,6 +31,7 @@ NORMALISATION_FILE = "vecnormalize.npz"
 POLICY_METADATA_FILE = "policy.json"
 FORMAT_VERSION = 1
 ACTIVATIONS = ("tanh", "relu")
+ALGORITHMS = ("ppo", "a2c", "dqn", "sac")
 # Where SB3 keeps each algorithm's actor: the hidden layers' prefix and the output layer.
 _ACTOR_LAYERS = {
     "ppo": ("mlp_extractor.policy_net.", "action_net."),

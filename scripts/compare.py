@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     agents, train_seeds = {}, seeds.training if train_algos else ()
     if args.load is not None:
         train_seeds = _loaded_training_seeds(args.load, seeds)
-        from agents.training import load_agent
+        from agents.agent_files import load_agent  # data files only: no SB3, no pickle
 
         agents = {algo: load_agent(args.load, algo) for algo in args.algos}
     agent_overrides = _agent_overrides(args.agent_overrides, train_algos)

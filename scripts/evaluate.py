@@ -170,7 +170,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policies["random"] = RandomPolicy(args.seed)
 
     if args.run is not None:
-        from agents.training import load_agent
+        from agents.agent_files import load_agent  # data files only: no SB3, no pickle
 
         agents_dir = args.run / "agents"
         present = sorted(p.name for p in agents_dir.iterdir() if p.is_dir()) if agents_dir.is_dir() else []
