@@ -250,3 +250,34 @@ def test_the_old_conservation_sentence_leaves_money_out(simulate_months):
     assert abs(exact) <= 1e-9 * scale
     old = t["start"] + t["drawn"] - (t["repaid"] + t["charged_off"] + t["end"])
     assert abs(old) > 1e-3 * scale
+
+
+@pytest.mark.slow  # about 10 s: three extremes of each of ~56 numbers
+def test_every_accepted_extreme_value_stays_finite():
+    # The schema's bounds (envs.config.LARGEST_FLOAT) are what keeps observations and rewards finite: each
+    # float field at the largest magnitude the schema accepts (and at 0), one at a time, for six months.
+    import warnings
+
+    from envs.config import LARGEST_FLOAT, ConfigError
+
+    base = load_config("wechat").to_dict()
+    keys = [f"{s}.{k}" for s, section in base.items() if isinstance(section, dict) for k, v in section.items()]
+    keys = [k for k in keys if isinstance(base[k.split(".")[0]][k.split(".")[1]], float)]
+    assert len(keys) > 40
+    accepted = 0
+    for key in keys:
+        for value in (LARGEST_FLOAT, -LARGEST_FLOAT, 0.0):
+            try:
+                cfg = load_config("wechat", {key: value})
+            except ConfigError:
+                continue
+            accepted += 1
+            venv = envs.make_portfolio(cfg, 20, seed=0)
+            obs = venv.reset()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf inside a logistic is fine
+                for month in range(6):
+                    assert np.all(np.isfinite(obs)), (key, value, month)
+                    obs, rewards, _, _ = venv.step(np.random.default_rng(month).integers(0, 7, 20))
+                    assert np.all(np.isfinite(rewards)), (key, value, month)
+    assert accepted > len(keys)  # most fields accept more than one extreme
