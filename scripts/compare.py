@@ -317,13 +317,12 @@ def _same_as_saved(run_dir: Path, algo: str, overrides: dict) -> dict:
 
 def _check_resumable(run_dir: Path, config) -> dict | None:
     """The metadata of the run being resumed; an error if its env config differs from this one."""
-    import json
-
-    import yaml
+    from agents.results import read_metadata
+    from envs.config import read_yaml
 
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        before = _flatten(yaml.safe_load(saved.read_text(encoding="utf-8")))
+        before = _flatten(read_yaml(saved))
         now = _flatten(config.to_dict())
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
@@ -331,8 +330,7 @@ def _check_resumable(run_dir: Path, config) -> dict | None:
                 f"cannot resume {run_dir} with another env config; differing keys: {changed[:10]} "
                 f"(resume with the run's own settings: --preset {saved})"
             )
-    previous = run_dir / "metadata.json"
-    return json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else None
+    return read_metadata(run_dir)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:

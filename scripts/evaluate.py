@@ -31,6 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.cli import add_budget_args, add_config_args, add_output_args, config_from_args, name_list, run_main  # noqa: E402
+from envs.config import safe_load_yaml  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
 BASELINES = ("static_hold", "best_static", "rule", "random")
@@ -92,10 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"--rule-params: file {path} not found")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else safe_load_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"--rule-params: {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"--rule-params: {path} must hold a mapping of RuleParams fields")
@@ -158,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "best_static needs its multiplier: pass --best-static X, or --run a folder "
                     "whose baselines.json has it (or drop it from --baselines)"
                 )
-            policies["best_static"] = BestStatic(x)
+            try:
+                policies["best_static"] = BestStatic(x)
+            except (TypeError, ValueError) as exc:
+                source = "--best-static" if args.best_static is not None else f"{args.run}/baselines.json"
+                raise ValueError(f"{source}: {exc}") from None
         elif baseline == "rule":
             if args.rule_params is not None:
                 policies["rule"] = RuleBased(_rule_params(_read_mapping(args.rule_params), str(args.rule_params)))
