@@ -61,6 +61,18 @@ def positive_int(text: str) -> int:
     return _int_at_least(text, 1, "a positive integer")
 
 
+# Seed labels of the scripts: each names a block of accounts (agents.evaluation.portfolio_seed), 2**32 of them.
+MAX_SEED_LABEL = 2**32 - 1
+
+
+def seed_label(text: str) -> int:
+    """A seed label of the scripts: an integer in [0, 2**32 - 1]."""
+    value = _int_at_least(text, 0, "an integer >= 0")
+    if value > MAX_SEED_LABEL:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32 - 1], got {value}")
+    return value
+
+
 def non_negative_int(text: str) -> int:
     """An integer argument >= 0 (seeds)."""
     return _int_at_least(text, 0, "an integer >= 0")
@@ -119,7 +131,7 @@ def add_budget_args(parser: argparse.ArgumentParser, accounts: int = 2000, eval_
     )
     group.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_label,
         default=0,
         help="base seed from which disjoint train, tune and eval seeds are derived (default: 0)",
     )

@@ -150,7 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress = not args.no_progress
     train_algos = [] if args.no_train or args.load is not None else args.algos
-    seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+    try:
+        seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+    except ValueError as exc:
+        raise ValueError(f"--seed {args.seed} with --tune-seeds and --eval-seeds: {exc}") from None
 
     # Every check on the input before the run folder exists: a rejected command writes nothing.
     agents, train_seeds = {}, seeds.training if train_algos else ()

@@ -200,7 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Evaluation seeds: the evaluation range of the split compare.py uses, so they never meet the training
     # or tuning seeds of a run made with the same --seed. With --run, the run's own evaluation seeds
     # (seeds.json), checked against its training and tuning seeds.
-    seeds = split_seeds(training=1, tuning=0, evaluation=args.eval_seeds, start=args.seed).evaluation
+    try:
+        seeds = split_seeds(training=1, tuning=0, evaluation=args.eval_seeds, start=args.seed).evaluation
+    except ValueError as exc:
+        raise ValueError(f"--seed {args.seed} with --eval-seeds {args.eval_seeds}: {exc}") from None
     used: dict[str, Any] = {}  # the seeds of the run the agents come from (recorded for provenance)
     recorded = read_seeds(args.run) if args.run is not None else None
     if recorded is not None:

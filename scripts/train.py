@@ -37,9 +37,9 @@ from agents.cli import (  # noqa: E402
     add_config_args,
     add_output_args,
     config_from_args,
-    non_negative_int,
     positive_int,
     run_main,
+    seed_label,
 )
 from envs.config import ConfigError, load_config, parse_override  # noqa: E402
 
@@ -82,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_label,
         default=DEFAULT_SEED,
         help=f"training seed: accounts, macro path and network initialisation; keep it apart "
         f"from evaluation seeds (default: {DEFAULT_SEED})",

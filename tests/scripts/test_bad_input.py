@@ -146,6 +146,8 @@ SCRIPT_CASES = [
     ("compare.py", ["--accounts", "1000000000000"], None, ["--accounts", "at most"]),
     ("compare.py", ["--eval-seeds", "-1"], None, ["--eval-seeds"]),
     ("compare.py", ["--seed", "-1"], None, ["--seed"]),
+    ("compare.py", ["--seed", "4294967296"], None, ["--seed", "2**32"]),
+    ("compare.py", ["--seed", "4294967290", "--eval-seeds", "10"], None, ["--seed 4294967290", "--eval-seeds"]),
     ("compare.py", ["--algos", "ppo,xgboost"], None, ["xgboost", "allowed"]),
     # run names and --out
     ("compare.py", ["--name", ""], None, ["--name", "empty"]),
