@@ -170,6 +170,18 @@ def check_resumable(run_dir: str | Path, algo: str, constraint: str, seed: int, 
     return step
 
 
+def check_fits(agent: ExportedPolicy, config: Any, where: str) -> None:
+    """``ValueError`` naming ``where`` if ``agent`` was trained on observations of another size than ``config``'s."""
+    from envs.observation import observation_space
+
+    expected = observation_space(config).shape
+    if agent.observation_space.shape != expected:
+        raise ValueError(
+            f"{where}: the {agent.algo} agent takes observations of shape {agent.observation_space.shape}, "
+            f"the env gives {expected} (trained with another version of the simulator?)"
+        )
+
+
 def load_agent(run_dir: str | Path, algo: str) -> ExportedPolicy:
     """The agent ``train`` saved in ``run_dir/agents/<algo>/``, ready for ``predict`` on raw observations.
 

@@ -159,9 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     agents, train_seeds = {}, seeds.training if train_algos else ()
     if args.load is not None:
         train_seeds = _loaded_training_seeds(args.load, seeds)
-        from agents.agent_files import load_agent  # data files only: no SB3, no pickle
+        from agents.agent_files import check_fits, load_agent  # data files only: no SB3, no pickle
 
         agents = {algo: load_agent(args.load, algo) for algo in args.algos}
+        for agent in agents.values():
+            check_fits(agent, config, f"--load {args.load}")
     agent_overrides = _agent_overrides(args.agent_overrides, train_algos)
     if train_algos:
         from agents.agent_config import load_agent_config

@@ -175,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             policies["random"] = RandomPolicy(args.seed)
 
     if args.run is not None:
-        from agents.agent_files import load_agent  # data files only: no SB3, no pickle
+        from agents.agent_files import check_fits, load_agent  # data files only: no SB3, no pickle
 
         agents_dir = args.run / "agents"
         present = sorted(p.name for p in agents_dir.iterdir() if p.is_dir()) if agents_dir.is_dir() else []
@@ -183,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for algo in algos:  # an agent folder without its final policy is an error, never skipped
             try:
                 policies[algo] = load_agent(args.run, algo)
+                check_fits(policies[algo], config, f"--run {args.run}")
             except FileNotFoundError as exc:
                 others = [a for a in algos if a != algo]
                 raise FileNotFoundError(

@@ -104,6 +104,17 @@ def _fake_checkpoint(tmp: Path) -> None:
     (tmp / "out" / "r" / "metadata.json").write_text(json.dumps({"status": "finished"}))
 
 
+def _narrow_policy(run: Path) -> None:
+    # an agent trained on 16 observations (another simulator version) against today's 17
+    import torch
+
+    folder = run / "agents" / "ppo"
+    state = torch.load(folder / "policy.pt", weights_only=True)
+    state["hidden.0.weight"] = state["hidden.0.weight"][:, :16].clone()
+    torch.save(state, folder / "policy.pt")
+    np.savez(folder / "vecnormalize.npz", **normalisation_arrays(np.zeros(16), np.ones(16), 1e-8, 10.0, True))
+
+
 def _edit_baselines(tmp: Path) -> None:
     (tmp / "run" / "baselines.json").write_text('{"best_static": {"x": ')
 
@@ -240,6 +251,7 @@ SCRIPT_CASES = [
     ("evaluate.py", ["--run", "{run}"], _edit_baselines, ["baselines.json", "not valid JSON"]),
     ("evaluate.py", ["--run", "{run}"], _write("run/config.yaml", "env: {horizon: 0}\n"), ["config.yaml"]),
     ("evaluate.py", ["--run", "{run}", "--name", ".."], None, ["--name", "'..'"]),
+    ("evaluate.py", ["--run", "{run}"], lambda tmp: _narrow_policy(tmp / "run"), ["--run", "shape (16,)", "(17,)"]),
     # benchmark.py
     ("benchmark.py", ["--repeats", "0"], None, ["--repeats"]),
     ("benchmark.py", ["--write", "{tmp}"], None, ["--write"]),
