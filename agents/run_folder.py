@@ -123,6 +123,17 @@ def _status_or_unknown(folder: Path) -> str | None:
         return "unknown"
 
 
+def _running_message(folder: Path) -> str:
+    metadata = read_metadata(folder) or {}
+    pid, host = metadata.get("pid"), metadata.get("host")
+    if host == platform.node():
+        return f"{folder} is being written by process {pid}; wait for it or stop it"
+    return (
+        f"{folder} is recorded as running on another machine ({host!r}, process {pid}); if that run is gone, "
+        "rename or delete the folder"
+    )
+
+
 def _real_folder(path: Path, what: str) -> None:
     # A symlink would let a rename or a delete reach outside --out; a file is not a run.
     if path.is_symlink() or not path.is_dir():
@@ -194,14 +205,14 @@ class RunFolder:
         path, previous, partial = root / name, root / f"{name}{PREVIOUS_SUFFIX}", root / f"{name}{PARTIAL_SUFFIX}"
         _real_folder(path, "the run to replace")
         if _status_or_unknown(path) == "running":
-            raise FileExistsError(f"run folder {path} is being written by a running process; wait for it or stop it")
+            raise FileExistsError(_running_message(path))
         if previous.exists() or previous.is_symlink():
             _real_folder(previous, "the kept previous run")
         if partial.exists() or partial.is_symlink():
             _real_folder(partial, "an unfinished --overwrite")
             status = _status_or_unknown(partial)
             if status == "running":
-                raise FileExistsError(f"{partial} is being written by a running process; wait for it or stop it")
+                raise FileExistsError(_running_message(partial))
             if status == "finished":
                 raise FileExistsError(
                     f"{partial} holds a finished run that was never moved into place; rename it to keep it, or "

@@ -154,7 +154,7 @@ def test_overwrite_refuses_what_it_cannot_safely_replace(tmp_path):
     (tmp_path / "x.previous").unlink()
     live = RunFolder.create(tmp_path, "live")
     live.write_metadata(collect_metadata(["live"]))  # this process: alive
-    with pytest.raises(FileExistsError, match="running process"):
+    with pytest.raises(FileExistsError, match="being written by process"):
         RunFolder.create(tmp_path, "live", overwrite=True)
 
 
@@ -230,24 +230,43 @@ def trained_run(tmp_path_factory):
     return run.path
 
 
-@pytest.mark.slow  # one evaluation per file of the run folder: about 15 s on an idle machine
+# The files evaluate.py reads from a run folder; every other file is not opened at all.
+READ_BY_EVALUATION = {
+    "config.yaml",
+    "seeds.json",
+    "agents/ppo/policy.pt",
+    "agents/ppo/vecnormalize.npz",
+    "agents/ppo/policy.json",
+    "agents/ppo/progress.csv",
+}
+
+
 def test_planted_pickles_in_every_file_of_a_run_folder_execute_nothing(evaluate_script, capsys, trained_run, tmp_path):
-    files = sorted(p.relative_to(trained_run) for p in trained_run.rglob("*") if p.is_file())
-    assert {"agents/ppo/policy.pt", "agents/ppo/model.zip", "agents/ppo/vecnormalize.npz"} <= {str(f) for f in files}
-    for i, relative in enumerate(files):
-        run = tmp_path / f"copy{i}"
-        shutil.copytree(trained_run, run)
-        marker = tmp_path / f"executed{i}"
-        (run / relative).write_bytes(pickle.dumps(_Payload(marker)))
+    files = {str(p.relative_to(trained_run)) for p in trained_run.rglob("*") if p.is_file()}
+    assert READ_BY_EVALUATION | {"agents/ppo/model.zip", "metadata.json"} <= files
+    assert any(f.startswith("agents/ppo/checkpoints/model_") for f in files)
+
+    def evaluate(run: Path, marker: Path, name: str) -> tuple[int, str]:
         argv = ["--run", str(run), "--accounts", "20", "--eval-seeds", "1", "--out", str(tmp_path / "out")]
-        argv += ["--name", f"eval{i}", "--baselines", "static_hold", "--no-progress"]
-        code = run_main(evaluate_script.main, argv)
-        err = capsys.readouterr().err
-        assert not marker.exists(), f"unpickling {relative} ran code"
-        # either the file is not read at all, or it is refused with an error naming it
-        assert code == 0 or (code == 2 and relative.name in err), (relative, code, err)
-        if relative.name in ("policy.pt", "vecnormalize.npz", "policy.json"):
-            assert code == 2, relative  # the files evaluation reads are checked, never skipped
+        code = run_main(evaluate_script.main, [*argv, "--name", name, "--baselines", "static_hold", "--no-progress"])
+        assert not marker.exists(), f"evaluating {name} ran code from the run folder"
+        return code, capsys.readouterr().err
+
+    # Every file evaluation does not read, the SB3 zips among them, holds a payload at once: nothing runs,
+    # and the evaluation succeeds (none of them is opened).
+    run, marker = tmp_path / "unread", tmp_path / "executed_unread"
+    shutil.copytree(trained_run, run)
+    for relative in files - READ_BY_EVALUATION:
+        (run / relative).write_bytes(pickle.dumps(_Payload(marker)))
+    code, err = evaluate(run, marker, "unread")
+    assert code == 0, err
+    # Each file it does read, in turn: refused with an error naming it, before anything runs.
+    for i, relative in enumerate(sorted(READ_BY_EVALUATION)):
+        run, marker = tmp_path / f"read{i}", tmp_path / f"executed{i}"
+        shutil.copytree(trained_run, run)
+        (run / relative).write_bytes(pickle.dumps(_Payload(marker)))
+        code, err = evaluate(run, marker, f"read{i}")
+        assert code == 2 and Path(relative).name in err, (relative, code, err)
 
 
 def test_truncated_agent_files_are_errors_naming_the_file(trained_run, tmp_path):
