@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from envs.actions import MAX_ACCOUNTS
 from envs.config import Config, ConfigError, available_presets, load_config, parse_override
 
 # Exit status for bad input, as argparse uses for its own errors.
@@ -42,10 +43,6 @@ def _int_at_least(text: str, minimum: int, what: str) -> int:
     if value < minimum:
         raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     return value
-
-
-# Assumption: beyond 100 million accounts a portfolio's arrays no longer fit a workstation's memory.
-MAX_ACCOUNTS = 100_000_000
 
 
 def account_count(text: str) -> int:

@@ -4,6 +4,8 @@ Actions: the lender's multiplier on each account's current line. Discrete action
 integral floats) in [0, 6]; continuous actions real numbers (clipped to [-1, 1]). Strings, ``None``, bools
 and complex numbers are refused with ``TypeError``, out-of-range values with ``ValueError``.
 
+Portfolio sizes: integers (not bools) in [1, MAX_ACCOUNTS].
+
 Seeds: Python or numpy integers (not bools) in [0, MAX_SEED] = [0, 2**63 - 1]; anything else is refused,
 never wrapped or truncated. ``make_portfolio(seed=s)`` keys account i on ``s + i`` (below 2**64 always).
 """
@@ -16,6 +18,9 @@ from typing import Any
 import numpy as np
 
 MAX_SEED = 2**63 - 1
+# Assumption: beyond 100 million accounts a portfolio's arrays (a few hundred bytes each) outgrow a
+# workstation's memory; a larger request is refused up front rather than failing deep in an allocation.
+MAX_ACCOUNTS = 100_000_000
 
 # Discrete choices: cuts, hold (1.0) and raises. Assumption: steps of the size banks use in line
 # reviews (cuts up to half, raises up to half again); the new line is clipped to the product's range.
@@ -32,6 +37,16 @@ def check_seed(seed: Any, what: str = "seed") -> int:
     if not 0 <= int(seed) <= MAX_SEED:
         raise ValueError(f"{what} must be an integer in [0, 2**63 - 1], got {seed!r}")
     return int(seed)
+
+
+def check_num_accounts(num_accounts: Any) -> int:
+    """``num_accounts`` as an int if it is an integer (not a bool) in [1, MAX_ACCOUNTS]; ``ValueError`` otherwise."""
+    integer = isinstance(num_accounts, (numbers.Integral, np.integer)) and not isinstance(
+        num_accounts, (bool, np.bool_)
+    )
+    if not integer or not 1 <= int(num_accounts) <= MAX_ACCOUNTS:
+        raise ValueError(f"num_accounts must be an integer in [1, {MAX_ACCOUNTS:,}], got {num_accounts!r}")
+    return int(num_accounts)
 
 
 def _numeric(actions: Any, kind: str) -> np.ndarray:

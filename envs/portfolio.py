@@ -16,7 +16,13 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.actions import LIMIT_MULTIPLIERS, check_seed, continuous_to_multiplier, discrete_to_multiplier
+from envs.actions import (
+    LIMIT_MULTIPLIERS,
+    check_num_accounts,
+    check_seed,
+    continuous_to_multiplier,
+    discrete_to_multiplier,
+)
 from envs.config import Config, resolve_config
 from envs.credit_line_env import month_info
 from envs.observation import observation_space, observe
@@ -226,13 +232,7 @@ def make_portfolio(
         continuous: ``Box(-1, 1, (1,))`` actions as ``CreditLineContinuous-v0`` instead of ``Discrete(7)``.
         **overrides: dotted config keys (``**{"env.horizon": 24}``) or ``env__horizon=24``.
     """
-    if (
-        isinstance(num_accounts, (bool, np.bool_))
-        or not isinstance(num_accounts, (int, np.integer))
-        or num_accounts < 1
-    ):
-        raise ValueError(f"num_accounts must be a positive integer, got {num_accounts!r}")
-    venv = PortfolioVecEnv(resolve_config(preset, overrides), int(num_accounts), continuous)
+    venv = PortfolioVecEnv(resolve_config(preset, overrides), check_num_accounts(num_accounts), continuous)
     if seed is not None:
         venv.seed(seed)
     return venv

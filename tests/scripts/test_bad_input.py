@@ -322,6 +322,8 @@ ENV_CASES = [
     ("env seed 1.5", lambda: envs.CreditLineEnv().reset(seed=1.5), TypeError, "seed"),
     ("num_accounts True", lambda: envs.make_portfolio("wechat", True), ValueError, "num_accounts"),
     ("num_accounts 0", lambda: envs.make_portfolio("wechat", 0), ValueError, "num_accounts"),
+    ("num_accounts 10**12", lambda: envs.make_portfolio("wechat", 10**12), ValueError, "num_accounts"),
+    ("num_accounts 2.0", lambda: envs.make_portfolio("wechat", 2.0), ValueError, "num_accounts"),
     ("step after the end", lambda: _ended().step(3), RuntimeError, "reset()"),
     ("step before reset", lambda: envs.CreditLineEnv().step(3), RuntimeError, "reset()"),
     ("unknown override", lambda: envs.make_portfolio("wechat", 3, **{"env.horizn": 2}), ConfigError, "env.horizn"),
