@@ -16,6 +16,7 @@ import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
+from envs.accounting import REWARD_COMPONENTS
 from envs.actions import (
     LIMIT_MULTIPLIERS,
     check_num_accounts,
@@ -65,7 +66,8 @@ class PortfolioVecEnv(VecEnv):
 
     After each step, ``last_info`` is a dict of arrays of shape ``(num_accounts,)`` with the keys of the
     single env's info (``reward_components`` a dict of such arrays), describing the month just simulated
-    (before any replacement); ``reward_components["operating_cost"]`` is a read-only row of one value.
+    (before any replacement); after ``reset`` it has the same keys, the flows zero;
+    ``reward_components["operating_cost"]`` is a read-only row of one value.
     The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
     carry only what SB3 needs: a dict with ``terminal_observation`` and ``TimeLimit.truncated`` for each
     account that ended, and for the others one shared read-only empty dict (writing into it raises).
@@ -105,6 +107,16 @@ class PortfolioVecEnv(VecEnv):
             self.sim.renew(self._all)
         self._reset_seeds()
         self._reset_options()
+        # the keys of a step's last_info: no month simulated yet (flows zero), the accounts as they start
+        s, zeros = self.sim.state, np.zeros(self.num_envs)
+        self.last_info = {
+            "reward_components": {name: zeros.copy() for name in REWARD_COMPONENTS},
+            "cost": zeros.copy(),
+            "balance": s.balance.copy(),
+            "line": s.line.copy(),
+            "months_past_due": s.months_past_due.copy(),
+            "revenue": zeros.copy(),
+        }
         return self._observe()
 
     def seed(self, seed: int | None = None) -> Sequence[None | int]:

@@ -376,6 +376,14 @@ def test_reset_info_has_the_keys_of_a_step_info():
     assert set(reset_info) == set(step_info)
     assert set(reset_info["reward_components"]) == set(step_info["reward_components"])
     assert all(v == 0.0 for v in reset_info["reward_components"].values()) and reset_info["cost"] == 0.0
+    # the portfolio's last_info likewise
+    venv = envs.make_portfolio("wechat", 4, seed=0)
+    venv.reset()
+    at_reset = venv.last_info
+    venv.step(np.full(4, 3))
+    assert set(at_reset) == set(venv.last_info)
+    assert set(at_reset["reward_components"]) == set(venv.last_info["reward_components"])
+    assert all(np.all(v == 0.0) for v in at_reset["reward_components"].values())
 
 
 # -- defect 9: messages that point the right way ----------------------------------------------------------------
