@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint calibration benchmark clean
+.PHONY: setup demo test test-fast lint lint-ruff lint-types calibration benchmark clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,9 +24,13 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -n 2 -m "not slow"
 
-lint: setup
+lint: lint-ruff lint-types
+
+lint-ruff: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+lint-types: setup
 	$(VENV)/bin/mypy
 
 calibration: setup

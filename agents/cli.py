@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from envs.actions import MAX_ACCOUNTS
 from envs.config import Config, ConfigError, available_presets, load_config, parse_override
 
 # Exit status for bad input, as argparse uses for its own errors.
@@ -36,7 +37,7 @@ def preset_arg(text: str) -> str:
 
 def _int_at_least(text: str, minimum: int, what: str) -> int:
     try:
-        value = int(text)
+        value = int(text.strip())
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected {what}, got '{text}'") from None
     if value < minimum:
@@ -44,9 +45,29 @@ def _int_at_least(text: str, minimum: int, what: str) -> int:
     return value
 
 
+def account_count(text: str) -> int:
+    """A number of accounts: a positive integer up to MAX_ACCOUNTS."""
+    value = _int_at_least(text, 1, "a positive integer")
+    if value > MAX_ACCOUNTS:
+        raise argparse.ArgumentTypeError(f"at most {MAX_ACCOUNTS:,} accounts, got {value:,}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """A strictly positive integer argument."""
     return _int_at_least(text, 1, "a positive integer")
+
+
+# Seed labels of the scripts: each names a block of accounts (agents.evaluation.portfolio_seed), 2**32 of them.
+MAX_SEED_LABEL = 2**32 - 1
+
+
+def seed_label(text: str) -> int:
+    """A seed label of the scripts: an integer in [0, 2**32 - 1]."""
+    value = _int_at_least(text, 0, "an integer >= 0")
+    if value > MAX_SEED_LABEL:
+        raise argparse.ArgumentTypeError(f"expected a seed in [0, 2**32 - 1], got {value}")
+    return value
 
 
 def non_negative_int(text: str) -> int:
@@ -94,7 +115,7 @@ def add_budget_args(parser: argparse.ArgumentParser, accounts: int = 2000, eval_
     group = parser.add_argument_group("budget")
     group.add_argument(
         "--accounts",
-        type=positive_int,
+        type=account_count,
         default=accounts,
         help=f"accounts in each simulated portfolio (default: {accounts})",
     )
@@ -107,7 +128,7 @@ def add_budget_args(parser: argparse.ArgumentParser, accounts: int = 2000, eval_
     )
     group.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_label,
         default=0,
         help="base seed from which disjoint train, tune and eval seeds are derived (default: 0)",
     )
@@ -118,7 +139,10 @@ def add_output_args(parser: argparse.ArgumentParser, out: str = "results") -> No
     group = parser.add_argument_group("output")
     group.add_argument("--out", type=Path, default=Path(out), help=f"folder holding run folders (default: {out})")
     group.add_argument(
-        "--name", default=None, help="run folder name under --out (default: <preset>__<what>__<date-time>)"
+        "--name",
+        default=None,
+        help="run folder name under --out: a plain folder name (no path separators, '.', '..' or control "
+        "characters; not ending in .previous or .partial) (default: <preset>__<what>__<date-time>)",
     )
     group.add_argument("--no-progress", action="store_true", help="no progress bars (e.g. in CI logs)")
 
@@ -141,14 +165,22 @@ def run_main(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[
     """Run a script's ``main(argv)``; bad input prints ``error: <message>`` to stderr and returns 2.
 
     Caught: ``ConfigError`` (bad preset or ``--set``), ``FileNotFoundError`` (missing run folder or model),
-    ``FileExistsError`` (run folder taken) and ``ValueError`` (bad values found by the library). Anything
-    else is a bug and keeps its traceback. Ctrl-C returns 130; what was written so far stays intact.
+    ``FileExistsError`` (run folder taken), ``ValueError`` and ``TypeError`` (bad values found by the
+    library), paths that cannot be used (permissions, a file where a folder belongs) and ``MemoryError``.
+    Anything else is a bug and keeps its traceback. Ctrl-C returns 130; what was written so far stays intact.
     """
     try:
         return int(main(argv) or 0)
-    except (ConfigError, FileNotFoundError, FileExistsError, ValueError) as exc:
+    except (ConfigError, FileNotFoundError, FileExistsError, ValueError, TypeError) as exc:
         message = str(exc) or type(exc).__name__
         print(f"error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (PermissionError, IsADirectoryError, NotADirectoryError) as exc:
+        # a path the user gave that cannot be written or read: the OS message names it
+        print(f"error: {exc.strerror}: {exc.filename}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("error: out of memory: ask for fewer accounts (--accounts, --train-accounts)", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("interrupted; files already written are complete (every write is atomic)", file=sys.stderr)

@@ -256,6 +256,8 @@ def read_progress(agents_dir: str | Path) -> dict[str, pd.DataFrame]:
             frame = pd.read_csv(path)
         except pd.errors.EmptyDataError:
             continue
+        except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+            raise ValueError(f"{path} is not a readable CSV: {exc}") from None
         if "time/total_timesteps" in frame.columns:
             fallback = frame["time/total_timesteps"]
             frame["timesteps"] = frame["timesteps"].fillna(fallback) if "timesteps" in frame else fallback

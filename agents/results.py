@@ -9,16 +9,15 @@ Layout of ``results/<name>/``::
     baselines.json     tuned baseline parameters (best-static multiplier, rule parameters), if any
     metrics/*.csv      monthly.csv, by_segment.csv, per_seed.csv, tuning tables
     figures/*.png      monthly.png, frontier.png, training.png
-    agents/<algo>/     trained agents (written by ``agents.training``)
+    agents/<algo>/     trained agents (written by ``agents.training``, files in ``agents.agent_files``)
 
 Every file is written atomically (:mod:`agents.atomic_io`): a reader sees the old file or the new one,
-never half of one.
+never half of one. The folder itself, its name, its status and ``--overwrite`` are :mod:`agents.run_folder`
+(re-exported here).
 """
 
 from __future__ import annotations
 
-import contextlib
-import datetime as _dt
 import json
 import math
 import os
@@ -26,14 +25,22 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata as _metadata
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from agents.atomic_io import save_figure, write_csv, write_json, write_yaml
+from agents.run_folder import PARTIAL_SUFFIX as PARTIAL_SUFFIX
+from agents.run_folder import PREVIOUS_SUFFIX as PREVIOUS_SUFFIX
+from agents.run_folder import RunFolder as RunFolder
+from agents.run_folder import check_out_dir as check_out_dir
+from agents.run_folder import check_run_name as check_run_name
+from agents.run_folder import default_run_name as default_run_name
+from agents.run_folder import now_iso as now_iso
+from agents.run_folder import read_metadata as read_metadata
+from agents.run_folder import run_status as run_status
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Packages whose versions decide the numbers of a run.
@@ -41,11 +48,6 @@ TRACKED_PACKAGES = ("numpy", "gymnasium", "stable-baselines3", "torch", "pandas"
 
 
 # -- metadata ----------------------------------------------------------------------------------------
-def now_iso() -> str:
-    """Local time with its UTC offset, to the second (ISO 8601)."""
-    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
-
-
 def git_state(repo: str | Path = REPO_ROOT) -> dict[str, Any]:
     """The repository's HEAD commit and whether the working tree differs from it.
 
@@ -101,128 +103,12 @@ def collect_metadata(argv: list[str] | None = None, repo: str | Path = REPO_ROOT
         "executable": sys.executable,
         "argv": argv,
         "cwd": os.getcwd(),
+        "pid": os.getpid(),  # with host: a run recorded as running whose process is gone was killed
+        "host": platform.node(),
         "started_at": now_iso(),
         "finished_at": None,
         "status": "running",
     }
-
-
-# -- run folder --------------------------------------------------------------------------------------
-def default_run_name(*parts: str) -> str:
-    """CleanRL-style name ``part1__part2__YYYYmmdd-HHMMSS`` (local time)."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return "__".join([*(p for p in parts if p), stamp])
-
-
-class RunFolder:
-    """``<root>/<name>/`` and the files of one run. Every write is atomic.
-
-    Args:
-        path: the run folder.
-    """
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-
-    @classmethod
-    def create(cls, root: str | Path, name: str, exist_ok: bool = False) -> RunFolder:
-        """Create ``root/name/``.
-
-        Args:
-            root: parent folder (e.g. ``results``).
-            name: run name; a plain folder name, not a path.
-            exist_ok: reuse an existing folder (resuming, or re-evaluating into it). Otherwise an
-                existing folder is an error, so a run never silently mixes its files with another's.
-        """
-        if not name or Path(name).name != name or name in (".", ".."):
-            raise ValueError(f"run name must be a plain folder name, got {name!r}")
-        path = Path(root) / name
-        if path.exists() and not exist_ok:
-            raise FileExistsError(
-                f"run folder {path} already exists; choose another --name, or pass --resume to continue it"
-            )
-        if path.exists() and not path.is_dir():
-            raise FileExistsError(f"{path} exists and is not a folder")
-        path.mkdir(parents=True, exist_ok=True)
-        return cls(path)
-
-    # where things go
-    @property
-    def figures_dir(self) -> Path:
-        return self.path / "figures"
-
-    @property
-    def metrics_dir(self) -> Path:
-        return self.path / "metrics"
-
-    @property
-    def agents_dir(self) -> Path:
-        return self.path / "agents"
-
-    # writers
-    def write_config(self, config: Any) -> Path:
-        """``config.yaml``: a ``Config`` (via ``to_dict()``) or a plain mapping."""
-        data = config.to_dict() if hasattr(config, "to_dict") else config
-        return write_yaml(self.path / "config.yaml", data)
-
-    def write_seeds(self, train: Iterable[int] = (), tune: Iterable[int] = (), eval: Iterable[int] = ()) -> Path:  # noqa: A002 - the name used everywhere else
-        """``seeds.json`` with the train, tune and eval seed lists."""
-        return write_json(
-            self.path / "seeds.json",
-            {"train": [int(s) for s in train], "tune": [int(s) for s in tune], "eval": [int(s) for s in eval]},
-        )
-
-    def write_metadata(self, metadata: Mapping[str, Any]) -> Path:
-        """``metadata.json`` (see :func:`collect_metadata`)."""
-        return write_json(self.path / "metadata.json", dict(metadata))
-
-    def finish_metadata(self, metadata: dict[str, Any], status: str = "finished") -> Path:
-        """Stamp ``finished_at`` and ``status`` into ``metadata`` and rewrite ``metadata.json``."""
-        metadata["finished_at"] = now_iso()
-        metadata["status"] = status
-        return self.write_metadata(metadata)
-
-    @contextlib.contextmanager
-    def track(self, metadata: dict[str, Any]) -> Iterator[dict[str, Any]]:
-        """Write ``metadata.json`` now and stamp how the block ended: finished, interrupted or failed.
-
-        Usage: ``with run.track(collect_metadata()): ...``. The exception, if any, propagates.
-        """
-        self.write_metadata(metadata)
-        try:
-            yield metadata
-        except KeyboardInterrupt:
-            self.finish_metadata(metadata, "interrupted")
-            raise
-        except BaseException as exc:
-            metadata["error"] = f"{type(exc).__name__}: {exc}"
-            self.finish_metadata(metadata, "failed")
-            raise
-        self.finish_metadata(metadata, "finished")
-
-    def write_summary(self, summary: pd.DataFrame) -> Path:
-        return write_csv(self.path / "summary.csv", summary)
-
-    def write_metrics(self, name: str, frame: pd.DataFrame) -> Path:
-        """``metrics/<name>.csv``."""
-        return write_csv(self.metrics_dir / f"{_stem(name)}.csv", frame)
-
-    def write_json(self, name: str, data: Any) -> Path:
-        """``<name>.json`` at the top of the run folder."""
-        return write_json(self.path / f"{_stem(name)}.json", data)
-
-    def save_figure(self, name: str, figure: Any) -> Path:
-        """``figures/<name>.png``."""
-        return save_figure(self.figures_dir / f"{_stem(name)}.png", figure)
-
-    def __repr__(self) -> str:
-        return f"RunFolder({str(self.path)!r})"
-
-
-def _stem(name: str) -> str:
-    if not name or Path(name).name != name:
-        raise ValueError(f"file name must be a plain name without folders, got {name!r}")
-    return name[:-4] if name.endswith((".csv", ".png")) else name.removesuffix(".json")
 
 
 # -- the comparison table ------------------------------------------------------------------------------
@@ -318,15 +204,40 @@ def write_baselines(run: RunFolder, best_static: float | None = None, rule_param
     return run.write_json(BASELINES_FILE, data)
 
 
+def read_seeds(folder: str | Path) -> dict[str, list[int]] | None:
+    """A run folder's ``seeds.json`` (None if absent); ``ValueError`` naming the file if it is malformed."""
+    path = Path(folder) / "seeds.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object with train, tune and eval seed lists")
+    seeds: dict[str, list[int]] = {}
+    for key in ("train", "tune", "eval"):
+        values = data.get(key, [])
+        if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{path}: '{key}' must be a list of integer seeds, got {values!r}")
+        if any(v < 0 for v in values):
+            raise ValueError(f"{path}: '{key}' seeds must be >= 0, got {values!r}")
+        seeds[key] = values
+    return seeds
+
+
 def read_baselines(folder: str | Path) -> dict[str, Any]:
     """The ``baselines.json`` of a run folder as plain data ({} if the run tuned no baselines)."""
     path = Path(folder) / BASELINES_FILE
     if not path.is_file():
         return {}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
+    return data
 
 
 def write_evaluation(

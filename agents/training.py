@@ -6,9 +6,13 @@ of CNY), and trains PPO (default), A2C or DQN on ``CreditLine-v0`` actions, or S
 variant. Hyperparameters live in ``configs/agents/<algo>.yaml`` (schema: :mod:`agents.agent_config`). Files, in
 ``<run_dir>/agents/<algo>/``:
 
-    model.zip, vecnormalize.pkl, constraint.json   the final agent (observation statistics and lambda too)
+    policy.pt, vecnormalize.npz, policy.json       the final actor as data (:mod:`agents.policy_export`):
+                                                   what evaluation reads; safe to receive from others
+    model.zip                                      the final SB3 model: unpickles when loaded (trust needed)
+    constraint.json                                lambda state at the end
     agent_config.yaml, training.json, env_config.yaml   what was trained, with which seeds
-    checkpoints/{model,vecnormalize,constraint}_<step>  periodic, written atomically, constraint last
+    checkpoints/{model,vecnormalize,constraint}_<step>  periodic (.zip, .npz, .json), written atomically,
+                                                   constraint last; ``resume`` loads the SB3 zip: trust needed
     progress.csv, events.out.tfevents.*            SB3 logger: timesteps, revenue, cost, m3plus_rate, lambda
 
 Seeds: training seed ``s`` uses the account block ``agents.evaluation.portfolio_seed(s)`` and macro path
@@ -19,10 +23,9 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -44,82 +47,27 @@ from agents.agent_config import (
     load_agent_config,
     validate_agent_config,
 )
-from agents.atomic_io import atomic_write, write_json, write_yaml
+from agents.agent_files import (
+    AgentPaths,
+    _checkpoint_files,
+    _export,
+    _restore_normalisation,
+    _save_agent,
+    agent_paths,
+    check_resumable,
+    latest_checkpoint,
+    save_checkpoint,
+)
+from agents.agent_files import load_agent as load_agent  # re-exported: training and loading in one place
+from agents.atomic_io import write_json, write_yaml
 from agents.evaluation import portfolio_seed
 from agents.lagrangian import CONSTRAINTS, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder, make_controller
+from agents.policy_export import ALGORITHMS as EXPORTABLE
 from envs.config import Config, resolve_config
 
 ALGORITHMS: dict[str, type[BaseAlgorithm]] = {"ppo": PPO, "a2c": A2C, "dqn": DQN, "sac": SAC}
-assert tuple(ALGORITHMS) == ALGORITHM_NAMES
+assert tuple(ALGORITHMS) == ALGORITHM_NAMES == EXPORTABLE
 DEFAULT_TRAINING_SEED = 1000
-
-
-# -- files --------------------------------------------------------------------------------------------
-class AgentPaths(NamedTuple):
-    folder: Path
-    model: Path
-    vecnormalize: Path
-    constraint: Path
-    checkpoints: Path
-    progress: Path
-
-
-def agent_paths(run_dir: str | Path, algo: str) -> AgentPaths:
-    """Where ``train`` writes algorithm ``algo`` of the run at ``run_dir``."""
-    folder = Path(run_dir) / "agents" / algo
-    return AgentPaths(
-        folder,
-        folder / "model.zip",
-        folder / "vecnormalize.pkl",
-        folder / "constraint.json",
-        folder / "checkpoints",
-        folder / "progress.csv",
-    )
-
-
-def _save_agent(
-    model: BaseAlgorithm,
-    vecnorm: VecNormalize,
-    controller: Any,
-    model_path: Path,
-    vecnorm_path: Path,
-    constraint_path: Path,
-) -> None:
-    """Model, observation statistics, then lambda state (the last file marks a complete save)."""
-    buffer = io.BytesIO()
-    model.save(buffer)
-    atomic_write(model_path, lambda f: f.write(buffer.getvalue()))
-    atomic_write(vecnorm_path, lambda f: pickle.dump(vecnorm, f))
-    write_json(constraint_path, {**controller.state_dict(), "num_timesteps": int(model.num_timesteps)})
-
-
-def _checkpoint_files(folder: Path, step: int) -> tuple[Path, Path, Path]:
-    return (folder / f"model_{step}.zip", folder / f"vecnormalize_{step}.pkl", folder / f"constraint_{step}.json")
-
-
-def latest_checkpoint(folder: str | Path) -> int | None:
-    """The step of the newest complete checkpoint in ``folder`` (None if there is none)."""
-    steps = []
-    for marker in Path(folder).glob("constraint_*.json"):
-        step = marker.stem.removeprefix("constraint_")
-        if step.isdigit() and all(p.is_file() for p in _checkpoint_files(Path(folder), int(step))):
-            steps.append(int(step))
-    return max(steps, default=None)
-
-
-def save_checkpoint(folder: Path, model: BaseAlgorithm, vecnorm: VecNormalize, controller: Any, keep: int) -> int:
-    """Write a checkpoint at the model's step; keep the newest ``keep``. Returns the step."""
-    step = int(model.num_timesteps)
-    _save_agent(model, vecnorm, controller, *_checkpoint_files(folder, step))
-    older = sorted(
-        int(p.stem.removeprefix("constraint_"))
-        for p in folder.glob("constraint_*.json")
-        if p.stem.removeprefix("constraint_").isdigit()
-    )
-    for old in older[:-keep]:
-        for path in reversed(_checkpoint_files(folder, old)):  # marker first: never a half checkpoint
-            path.unlink(missing_ok=True)
-    return step
 
 
 class _ResumableCSV(CSVOutputFormat):
@@ -220,7 +168,7 @@ class TrainedAgent:
     ) -> tuple[np.ndarray, Any]:
         """SB3's ``predict`` on raw observations of shape ``(17,)`` or ``(n, 17)``."""
         obs = np.asarray(observation, dtype=np.float32)
-        normalised = self.vecnormalize.normalize_obs(obs).astype(np.float32)
+        normalised = np.asarray(self.vecnormalize.normalize_obs(obs), dtype=np.float32)
         return self.model.predict(normalised, state, episode_start, deterministic)
 
     def __repr__(self) -> str:
@@ -250,15 +198,35 @@ def _build_env(
     return penalised, vecnorm
 
 
+def check_trainable(agent: AgentConfig, config: Config, constraint: str, num_accounts: int | None = None) -> None:
+    """What would stop training after it started, found before any file is written (``ValueError``).
+
+    Args:
+        agent: the agent config to train with.
+        config: the env config (its M3+ cap feeds the constraint).
+        constraint: "pid", "fixed" or "none".
+        num_accounts: parallel accounts (default: the agent config's).
+    """
+    accounts = _positive("num_accounts", num_accounts, agent.training.num_accounts)
+    cap = config.env.m3plus_cap
+    if not 0.0 < cap < 1.0:
+        raise ValueError(f"env.m3plus_cap = {cap}: training under the cap needs a fraction in (0, 1)")
+    hyper = agent.hyperparameters.model_dump()
+    if agent.algo == "ppo" and hyper["batch_size"] > hyper["n_steps"] * accounts:
+        raise ValueError(
+            f"ppo batch_size {hyper['batch_size']} exceeds the rollout, n_steps x num_accounts = "
+            f"{hyper['n_steps']} x {accounts} = {hyper['n_steps'] * accounts}"
+        )
+    try:
+        make_controller(constraint, agent.constraint, config.env.m3plus_cap)
+    except ValueError as exc:
+        raise ValueError(f"env.m3plus_cap = {config.env.m3plus_cap} cannot be trained under: {exc}") from None
+
+
 def _new_model(agent: AgentConfig, env: VecNormalize, seed: int) -> BaseAlgorithm:
     activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[agent.policy.activation]
     policy_kwargs = {"net_arch": list(agent.policy.net_arch), "activation_fn": activation}
     hyper = agent.hyperparameters.model_dump()
-    if agent.algo == "ppo" and hyper["batch_size"] > hyper["n_steps"] * env.num_envs:
-        raise ValueError(
-            f"ppo batch_size {hyper['batch_size']} exceeds the rollout, n_steps x num_accounts = "
-            f"{hyper['n_steps'] * env.num_envs}"
-        )
     model = ALGORITHMS[agent.algo](
         "MlpPolicy", env, policy_kwargs=policy_kwargs, seed=seed, device="cpu", verbose=0, **hyper
     )
@@ -326,6 +294,8 @@ def train(
     # What is saved is what ran: the budget and portfolio size actually used.
     used = {"training": {"num_accounts": num_accounts, "total_timesteps": total}}
     agent = validate_agent_config(deep_merge(agent.to_dict(), used), "agent config")
+    if start is None:
+        check_trainable(agent, config, constraint, num_accounts)
     torch.set_num_threads(agent.training.torch_threads)
 
     holder = LambdaHolder()
@@ -351,7 +321,8 @@ def train(
         model = _new_model(agent, vecnorm, int(seed))
     else:
         model_file, vecnorm_file, constraint_file = _checkpoint_files(paths.checkpoints, start)
-        vecnorm = VecNormalize.load(str(vecnorm_file), penalised)
+        _restore_normalisation(vecnorm_file, vecnorm)
+        # SB3's zip unpickles entries when loaded: resuming needs a run folder one trusts (see --help).
         model = ALGORITHMS[algo].load(model_file, env=vecnorm, device="cpu")
         model.set_random_seed(int(seed) + start)
         controller.load_state_dict(json.loads(constraint_file.read_text(encoding="utf-8")))
@@ -379,6 +350,7 @@ def train(
     finally:
         logger.close()
     save_checkpoint(paths.checkpoints, model, vecnorm, controller, agent.training.keep_checkpoints)
+    _export(model, vecnorm, algo, agent, paths.folder)
     _save_agent(model, vecnorm, controller, paths.model, paths.vecnormalize, paths.constraint)
     vecnorm.training, vecnorm.norm_reward = False, False
     return TrainedAgent(algo, model, vecnorm, paths)
@@ -393,29 +365,6 @@ def _positive(name: str, value: int | None, default: int) -> int:
 
 
 def _resume_point(paths: AgentPaths, algo: str, constraint: str, seed: int, overrides: Mapping[str, Any] | None) -> int:
-    step = latest_checkpoint(paths.checkpoints)
-    if step is None:
-        raise FileNotFoundError(f"nothing to resume: no complete checkpoint in {paths.checkpoints}")
     if overrides:
         raise ValueError("agent overrides cannot change a run being resumed; it keeps its saved agent config")
-    saved = json.loads((paths.folder / "training.json").read_text(encoding="utf-8"))
-    for name, value in (("algo", algo), ("constraint", constraint), ("seed", seed)):
-        if saved[name] != value:
-            raise ValueError(f"cannot resume: the run was trained with {name}={saved[name]!r}, not {value!r}")
-    return step
-
-
-def load_agent(run_dir: str | Path, algo: str) -> TrainedAgent:
-    """The agent ``train`` saved in ``run_dir/agents/<algo>/``, ready for ``predict`` on raw observations."""
-    check_algo(algo)
-    paths = agent_paths(run_dir, algo)
-    for path in (paths.model, paths.vecnormalize):
-        if not path.is_file():
-            raise FileNotFoundError(f"no trained {algo} in {run_dir}: {path} is missing")
-    model = ALGORITHMS[algo].load(paths.model, device="cpu")
-    with open(paths.vecnormalize, "rb") as handle:
-        vecnorm = pickle.load(handle)
-    if not isinstance(vecnorm, VecNormalize):
-        raise ValueError(f"{paths.vecnormalize} does not hold VecNormalize statistics")
-    vecnorm.training, vecnorm.norm_reward = False, False
-    return TrainedAgent(algo, model, vecnorm, paths)
+    return check_resumable(paths.folder.parent.parent, algo, constraint, seed)

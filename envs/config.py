@@ -11,12 +11,13 @@ Units: money in CNY, rates per year unless the name says ``monthly``, probabilit
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
@@ -42,11 +43,47 @@ class ConfigError(ValueError):
     """A configuration is malformed: the message names the key, the value and what is allowed."""
 
 
+# Assumption: no figure of a credit portfolio needs a magnitude above this (money in CNY, scores, logits,
+# counts); the bound keeps every float32 observation finite (the largest is 2 x product.max_line) and every
+# integer inside int64.
+LARGEST_FLOAT = 1e9
+LARGEST_INT = 2**63 - 1
+
+
+def _check_bounded(value: Any, where: str) -> None:
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{where} = {value!r} is not a finite number")
+        if abs(value) > LARGEST_FLOAT:
+            raise ValueError(
+                f"{where} = {value!r} is outside the allowed range [-{LARGEST_FLOAT:g}, {LARGEST_FLOAT:g}]"
+            )
+    elif isinstance(value, int):
+        if abs(value) > LARGEST_INT:
+            raise ValueError(f"{where} = {value!r} is outside the allowed range [-(2**63 - 1), 2**63 - 1]")
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            _check_bounded(item, f"{where}.{key}")
+    elif isinstance(value, (tuple, list)):
+        for i, item in enumerate(value):
+            _check_bounded(item, f"{where}[{i}]")
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    """Every section: no unknown keys, no type coercion, and every number finite and bounded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="after", check_fields=False)
+    @classmethod
+    def _finite_and_bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        _check_bounded(value, str(info.field_name))
+        return value
 
 
-def _check_mix(name: str, mix: Mapping[str, float]) -> None:
+def _check_mix(name: str, mix: Mapping[Any, float]) -> None:
     total = sum(mix.values())
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"{name} weights must sum to 1, got {total:.6g}")
@@ -213,12 +250,34 @@ def available_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark, f"found the key '{key}' twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (``yaml.YAMLError`` naming the key and its line)."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
     """A YAML file's top-level mapping; a missing file or malformed YAML is a ConfigError naming the file."""
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = safe_load_yaml(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not a UTF-8 text file: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -270,7 +329,7 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"override '{text}' must look like key=value, e.g. env.horizon=24")
     key, raw = text.split("=", 1)
     try:
-        value = yaml.safe_load(raw)
+        value = safe_load_yaml(raw)
     except yaml.YAMLError as exc:
         raise ConfigError(f"override '{text}': value is not valid YAML: {exc}") from None
     return key.strip(), value
@@ -320,7 +379,8 @@ def load_config(preset: str | Path = "wechat", overrides: Mapping[str, Any] | No
     data = _deep_merge(read_yaml(BASE_CONFIG), read_yaml(path))
     for key, value in (overrides or {}).items():
         _set_path(data, key, value)
-    return build_config(data, source=f"preset '{name}'" + (" with overrides" if overrides else ""))
+    source = f"preset '{name}'" if path.parent == PRESET_DIR else str(path)
+    return build_config(data, source=source + (" with overrides" if overrides else ""))
 
 
 def resolve_config(config: Config | str | Path, overrides: Mapping[str, Any] | None = None) -> Config:

@@ -8,7 +8,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from envs.actions import LIMIT_MULTIPLIERS, continuous_to_multiplier, discrete_to_multiplier
+from envs.accounting import REWARD_COMPONENTS
+from envs.actions import LIMIT_MULTIPLIERS, check_seed, continuous_to_multiplier, discrete_to_multiplier
 from envs.config import Config, resolve_config
 from envs.dynamics import MonthResult
 from envs.observation import observation_space, observe
@@ -98,6 +99,12 @@ class CreditLineEnv(gym.Env):
     ## Randomness
     ``reset(seed=s)`` keys the account's counter-based stream on ``s`` and restarts the calendar (macro
     path keyed on ``macro.seed``); a later ``reset()`` acquires the next account of the same stream.
+    A seed is an integer in [0, 2**63 - 1] (``envs.actions.check_seed``, the rule ``make_portfolio`` follows).
+
+    ## Info
+    ``step`` and ``reset`` return the same keys: at reset the month's flows (``reward_components``,
+    ``cost``, ``revenue``) are zero and ``balance``, ``line``, ``months_past_due`` describe the new account.
+    Stepping after termination or truncation raises ``RuntimeError``: call ``reset()`` first.
 
     ## Version History
     - v0: initial release.
@@ -111,28 +118,44 @@ class CreditLineEnv(gym.Env):
         self.config = resolve_config(config if config is not None else preset, overrides)
         self.render_mode = render_mode
         self.sim = Simulator(self.config, 1)
-        self.observation_space = observation_space(self.config)
+        self._box = observation_space(self.config)
+        self.observation_space = self._box
         self.action_space = spaces.Discrete(len(LIMIT_MULTIPLIERS))
         self._seeded = False
+        self._ended = False
         self._index = np.zeros(1, dtype=np.int64)
 
     def _multiplier(self, action: Any) -> np.ndarray:
         return discrete_to_multiplier(np.asarray(action))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        if seed is not None:
+            seed = check_seed(seed)
         super().reset(seed=seed)
         if seed is not None or not self._seeded:
             account_seed = seed if seed is not None else int(self.np_random.integers(2**63))
-            self.sim.seed_accounts(self._index, np.array([account_seed % 2**64], dtype=np.uint64))
+            self.sim.seed_accounts(self._index, np.array([account_seed], dtype=np.uint64))
             self.sim.restart_calendar()
             self._seeded = True
         else:
             self.sim.renew(self._index)
-        return self._observe(), {}
+        self._ended = False
+        s = self.sim.state
+        info = {
+            "reward_components": dict.fromkeys(REWARD_COMPONENTS, 0.0),
+            "cost": 0.0,
+            "balance": float(s.balance[0]),
+            "line": float(s.line[0]),
+            "months_past_due": int(s.months_past_due[0]),
+            "revenue": 0.0,
+        }
+        return self._observe(), info
 
     def step(self, action: Any):
         if not self._seeded:
             raise RuntimeError("call reset() before step()")
+        if self._ended:
+            raise RuntimeError("the episode has ended (terminated or truncated): call reset() before step()")
         if np.size(action) != 1:
             raise ValueError(f"expected one action for one account, got shape {np.shape(action)}: {action!r}")
         result = self.sim.step(self._multiplier(action))
@@ -146,10 +169,12 @@ class CreditLineEnv(gym.Env):
             "months_past_due": int(info["months_past_due"]),
             "revenue": float(info["revenue"]),
         }
-        return (self._observe(), float(result.reward[0]), bool(result.terminated[0]), bool(result.truncated[0]), info)
+        terminated, truncated = bool(result.terminated[0]), bool(result.truncated[0])
+        self._ended = terminated or truncated
+        return (self._observe(), float(result.reward[0]), terminated, truncated, info)
 
     def _observe(self) -> np.ndarray:
-        return observe(self.sim.state, self.sim.stress, self.observation_space)[:, 0]
+        return observe(self.sim.state, self.sim.stress, self._box)[:, 0]
 
 
 class CreditLineContinuousEnv(CreditLineEnv):

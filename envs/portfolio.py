@@ -9,14 +9,21 @@ by a newly acquired one, with ``terminal_observation`` and ``TimeLimit.truncated
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 
-from envs.actions import LIMIT_MULTIPLIERS, continuous_to_multiplier, discrete_to_multiplier
+from envs.accounting import REWARD_COMPONENTS
+from envs.actions import (
+    LIMIT_MULTIPLIERS,
+    check_num_accounts,
+    check_seed,
+    continuous_to_multiplier,
+    discrete_to_multiplier,
+)
 from envs.config import Config, resolve_config
 from envs.credit_line_env import month_info
 from envs.observation import observation_space, observe
@@ -39,7 +46,7 @@ class _NoInfo(dict):
             "per-account values are in venv.last_info"
         )
 
-    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only
+    __setitem__ = __delitem__ = setdefault = update = pop = popitem = clear = __ior__ = _read_only  # type: ignore[assignment]
 
     def __reduce__(self):
         return dict, ()
@@ -59,7 +66,8 @@ class PortfolioVecEnv(VecEnv):
 
     After each step, ``last_info`` is a dict of arrays of shape ``(num_accounts,)`` with the keys of the
     single env's info (``reward_components`` a dict of such arrays), describing the month just simulated
-    (before any replacement); ``reward_components["operating_cost"]`` is a read-only row of one value.
+    (before any replacement); after ``reset`` it has the same keys, the flows zero;
+    ``reward_components["operating_cost"]`` is a read-only row of one value.
     The per-account ``infos`` (a :class:`StepInfos` sequence, new each step)
     carry only what SB3 needs: a dict with ``terminal_observation`` and ``TimeLimit.truncated`` for each
     account that ended, and for the others one shared read-only empty dict (writing into it raises).
@@ -75,7 +83,8 @@ class PortfolioVecEnv(VecEnv):
             if continuous
             else spaces.Discrete(len(LIMIT_MULTIPLIERS))
         )
-        super().__init__(num_accounts, observation_space(config), action_space)
+        self._box = observation_space(config)  # the Box itself (VecEnv types it as any Space)
+        super().__init__(num_accounts, self._box, action_space)
         self._all = np.arange(num_accounts)
         self._actions: np.ndarray | None = None
         # Accounts that did not end share one read-only empty info (a copy of this list is one pointer each).
@@ -91,14 +100,28 @@ class PortfolioVecEnv(VecEnv):
                 base = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
                 seeds = [base + i for i in range(self.num_envs)]
             # Seeds come from VecEnv.seed() as seed + index: account i gets seed + i.
-            self.sim.seed_accounts(self._all, np.array([s % 2**64 for s in seeds], dtype=np.uint64))
+            self.sim.seed_accounts(self._all, np.array(seeds, dtype=np.uint64))
             self.sim.restart_calendar()
             self._started = True
         else:
             self.sim.renew(self._all)
         self._reset_seeds()
         self._reset_options()
+        # the keys of a step's last_info: no month simulated yet (flows zero), the accounts as they start
+        s, zeros = self.sim.state, np.zeros(self.num_envs)
+        self.last_info = {
+            "reward_components": {name: zeros.copy() for name in REWARD_COMPONENTS},
+            "cost": zeros.copy(),
+            "balance": s.balance.copy(),
+            "line": s.line.copy(),
+            "months_past_due": s.months_past_due.copy(),
+            "revenue": zeros.copy(),
+        }
         return self._observe()
+
+    def seed(self, seed: int | None = None) -> Sequence[None | int]:
+        """Key account i on ``seed + i`` at the next reset; a seed follows ``envs.actions.check_seed``."""
+        return super().seed(None if seed is None else check_seed(seed))
 
     def step_async(self, actions: np.ndarray) -> None:
         self._actions = actions
@@ -107,6 +130,8 @@ class PortfolioVecEnv(VecEnv):
         if not self._started:
             raise RuntimeError("call reset() before step()")
         to_multiplier = continuous_to_multiplier if self.continuous else discrete_to_multiplier
+        if self._actions is None:
+            raise RuntimeError("call step_async(actions) before step_wait()")
         multiplier = to_multiplier(self._actions)
         if multiplier.shape != (self.num_envs,):
             raise ValueError(f"expected {self.num_envs} actions, got {multiplier.shape[0]}")
@@ -122,7 +147,7 @@ class PortfolioVecEnv(VecEnv):
         dones = result.terminated | result.truncated
         done_idx = np.flatnonzero(dones)
         # The last observation of each account that ended, then its replacement, then everyone's.
-        terminal = observe(self.sim.state, self.sim.stress, self.observation_space, done_idx).T
+        terminal = observe(self.sim.state, self.sim.stress, self._box, done_idx).T
         if done_idx.size:
             self.sim.renew(done_idx)
         infos = StepInfos(self._blank_infos, done_idx, terminal, result.truncated[done_idx])
@@ -143,7 +168,7 @@ class PortfolioVecEnv(VecEnv):
     def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
         return [False] * len(self._indices(indices))
 
-    def _indices(self, indices: Any) -> Sequence[int] | Iterable[int]:
+    def _indices(self, indices: Any) -> Sequence[int]:
         if indices is None:
             return range(self.num_envs)
         if isinstance(indices, int):
@@ -151,7 +176,7 @@ class PortfolioVecEnv(VecEnv):
         return indices
 
     def _observe(self) -> np.ndarray:
-        return observe(self.sim.state, self.sim.stress, self.observation_space).T
+        return observe(self.sim.state, self.sim.stress, self._box).T
 
 
 class StepInfos(Sequence):
@@ -214,13 +239,12 @@ def make_portfolio(
     Args:
         preset: preset name (``wechat``, ``alipay``, ``jd``, ``douyin``), a YAML path, or a ``Config``.
         num_accounts: accounts in the portfolio (the VecEnv's ``num_envs``).
-        seed: account i is keyed on ``seed + i``; ``None`` draws fresh entropy.
+        seed: account i is keyed on ``seed + i``; ``None`` draws fresh entropy. An integer in
+            [0, 2**63 - 1], as for ``CreditLine-v0`` (``envs.actions.check_seed``); anything else raises.
         continuous: ``Box(-1, 1, (1,))`` actions as ``CreditLineContinuous-v0`` instead of ``Discrete(7)``.
         **overrides: dotted config keys (``**{"env.horizon": 24}``) or ``env__horizon=24``.
     """
-    if not isinstance(num_accounts, (int, np.integer)) or num_accounts < 1:
-        raise ValueError(f"num_accounts must be a positive integer, got {num_accounts!r}")
-    venv = PortfolioVecEnv(resolve_config(preset, overrides), int(num_accounts), continuous)
+    venv = PortfolioVecEnv(resolve_config(preset, overrides), check_num_accounts(num_accounts), continuous)
     if seed is not None:
         venv.seed(seed)
     return venv

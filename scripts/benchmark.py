@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 import tracemalloc
 from pathlib import Path
@@ -121,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.write is not None and (
+        args.write.is_dir() or (args.write.parent.exists() and not args.write.parent.is_dir())
+    ):
+        print(f"error: --write {args.write}: not a file that can be written", file=sys.stderr)
+        return 2
 
     best = lambda runs: tuple(max(values) for values in zip(*runs, strict=False))  # noqa: E731  (rates: higher is better)
     print(
@@ -156,14 +160,14 @@ def main(argv: list[str] | None = None) -> int:
     table = f"| {'measure':<{width}} | {'value':>10} |\n|{'-' * (width + 2)}|{'-' * 12}|\n" + table
     print(table)
     if args.write:
-        args.write.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=args.write.parent, delete=False, suffix=".tmp") as tmp:
-            tmp.write(
-                f"Printed by `python scripts/benchmark.py --write {args.write}` "
-                f"({os.cpu_count()} CPUs, numpy {np.__version__}; best of {args.repeats} runs per figure)."
-                f"\n\n{table}\n"
-            )
-        os.replace(tmp.name, args.write)
+        from agents.atomic_io import write_text  # fsync'ed, the usual file mode, no temporary file left behind
+
+        write_text(
+            args.write,
+            f"Printed by `python scripts/benchmark.py --write {args.write}` "
+            f"({os.cpu_count()} CPUs, numpy {np.__version__}; best of {args.repeats} runs per figure)."
+            f"\n\n{table}\n",
+        )
     return 0
 
 

@@ -24,13 +24,14 @@ examples:
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.cli import (  # noqa: E402
+    account_count,
     add_budget_args,
     add_config_args,
     add_output_args,
@@ -66,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agents.add_argument(
         "--train-accounts",
-        type=positive_int,
+        type=account_count,
         default=None,
         help="accounts (parallel envs) during training (default: configs/agents/<algo>.yaml)",
     )
@@ -92,19 +93,23 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="RUN_DIR",
         default=None,
-        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training",
+        help="load trained agents from RUN_DIR/agents/<algo>/ instead of training; only their data files are "
+        "read (policy.pt, vecnormalize.npz, policy.json; no pickle), so RUN_DIR may come from someone else",
     )
     source.add_argument("--no-train", action="store_true", help="compare the baselines only")
     source.add_argument(
         "--resume",
         action="store_true",
-        help="continue training in an existing run folder --name from its last checkpoint",
+        help="continue training in an existing run folder --name from its last checkpoint. This loads the "
+        "checkpoint's SB3 model zip, which unpickles code: resume only run folders you made or trust",
     )
     parser.add_argument(
         "--overwrite",
         action="store_true",
-        help="start afresh in an existing run folder --name; the old folder is first renamed "
-        "<name>.previous (replacing an older one), so nothing is lost if this run stops",
+        help="replace an existing run folder --name. The new run is written to <name>.partial and moved "
+        "into place only when it finishes, so the old run stays complete until then; the old run is then "
+        "kept as <name>.previous (replacing an older one) if it had finished, deleted if it had not. The run "
+        "given to --load is never replaced. Nothing outside --out is moved or deleted",
     )
     baselines = parser.add_argument_group("baseline tuning")
     # Seeds carry the macro path, the largest source of spread in the M3+ rate: tuning against the cap on
@@ -129,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)  # bad preset / --set: ConfigError before anything heavy is imported
+    name = _checked_target(args, config)  # the run name and where it goes, before anything else
 
     # The library, imported only once the input is known to be good (torch takes seconds to import).
     from agents.evaluation import evaluate, split_seeds
@@ -136,7 +142,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     from agents.results import (
         RunFolder,
         collect_metadata,
-        default_run_name,
         format_summary,
         write_baselines,
         write_evaluation,
@@ -145,38 +150,41 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     progress = not args.no_progress
     train_algos = [] if args.no_train or args.load is not None else args.algos
-    seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+    try:
+        seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+    except ValueError as exc:
+        raise ValueError(f"--seed {args.seed} with --tune-seeds and --eval-seeds: {exc}") from None
 
     # Every check on the input before the run folder exists: a rejected command writes nothing.
-    if args.resume and args.name is None:
-        raise ValueError("--resume needs the --name of the run folder to continue")
-    name = args.name or default_run_name(config.name, "compare")
-    if args.resume and not (args.out / name).is_dir():
-        raise FileNotFoundError(f"--resume: run folder {args.out / name} not found")
     agents, train_seeds = {}, seeds.training if train_algos else ()
     if args.load is not None:
-        if not args.load.is_dir():
-            raise FileNotFoundError(f"--load: run folder {args.load} not found")
         train_seeds = _loaded_training_seeds(args.load, seeds)
-        from agents.training import load_agent
+        from agents.agent_files import check_fits, load_agent  # data files only: no SB3, no pickle
 
         agents = {algo: load_agent(args.load, algo) for algo in args.algos}
+        for agent in agents.values():
+            check_fits(agent, config, f"--load {args.load}")
     agent_overrides = _agent_overrides(args.agent_overrides, train_algos)
     if train_algos:
         from agents.agent_config import load_agent_config
-        from agents.training import load_agent, train  # torch and SB3: only for agents
+        from agents.training import check_resumable, check_trainable, load_agent, train  # torch, SB3: agents only
 
-        if not args.resume:  # a resumed run keeps its saved agent config
-            for algo in train_algos:
-                load_agent_config(algo, config.name, agent_overrides[algo] or None)
+        for algo in train_algos:
+            if args.resume:  # a resumed run keeps its saved agent config: overrides may only repeat it
+                check_resumable(args.out / name, algo, args.constraint, seeds.training[0], args.train_accounts)
+                agent_overrides[algo] = _same_as_saved(args.out / name, algo, agent_overrides[algo])
+            else:
+                agent_config = load_agent_config(algo, config.name, agent_overrides[algo] or None)
+                check_trainable(agent_config, config, args.constraint, args.train_accounts)
     resumed_from = _check_resumable(args.out / name, config) if args.resume else None
 
-    if args.overwrite and not args.resume and (args.out / name).exists():
-        previous = args.out / f"{name}.previous"
-        if previous.exists():
-            shutil.rmtree(previous)
-        (args.out / name).rename(previous)
-    run = RunFolder.create(args.out, name, exist_ok=args.resume)
+    run = RunFolder.create(
+        args.out,
+        name,
+        exist_ok=args.resume,
+        overwrite=args.overwrite,
+        hint="pass --overwrite to replace it (kept until the new run finishes), or --resume to continue it",
+    )
     metadata = collect_metadata()
     if args.resume:
         metadata["resumed_from"] = resumed_from
@@ -219,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.write_metrics("tuning_best_static", static_table)
         run.write_metrics("tuning_rule", rule_table)
 
-        policies = {
+        policies: dict[str, Any] = {
             "static_hold": StaticHold(),
             "best_static": BestStatic(x),
             "rule": RuleBased(rule_params),
@@ -247,6 +255,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
+def _checked_target(args: argparse.Namespace, config) -> str:
+    """The run name, once the name, --out and how they meet --load, --resume and --overwrite are valid."""
+    from agents.results import check_out_dir, check_run_name, default_run_name, run_status
+
+    if args.resume and args.name is None:
+        raise ValueError("--resume needs the --name of the run folder to continue")
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues a run and --overwrite replaces it: choose one")
+    if (args.no_train or args.load is not None) and args.agent_overrides:
+        raise ValueError(
+            f"--agent-set {args.agent_overrides[0]}: no agent is trained with "
+            f"{'--no-train' if args.no_train else '--load'}, so it would have no effect"
+        )
+    name = check_run_name(args.name if args.name is not None else default_run_name(config.name, "compare"))
+    out = check_out_dir(args.out)
+    if args.resume and not (out / name).is_dir():
+        raise FileNotFoundError(f"--resume: run folder {out / name} not found")
+    if args.resume and run_status(out / name) == "running":
+        raise FileExistsError(f"--resume: {out / name} is being written by a running process")
+    if args.load is not None:
+        if not args.load.is_dir():
+            raise FileNotFoundError(f"--load: run folder {args.load} not found")
+        if (out / name).exists() and (out / name).resolve() == args.load.resolve():
+            raise ValueError(
+                f"--load {args.load} and --name {name}: the run being loaded cannot be replaced by this one; "
+                "choose another --name"
+            )
+    return name
+
+
 def _agent_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str, dict]:
     """``--agent-set`` items per algorithm: ``<algo>.key=value`` for one, ``key=value`` for all."""
     per_algo: dict[str, dict] = {algo: {} for algo in algos}
@@ -262,15 +300,34 @@ def _agent_overrides(items: Sequence[str], algos: Sequence[str]) -> dict[str, di
     return per_algo
 
 
+def _same_as_saved(run_dir: Path, algo: str, overrides: dict) -> dict:
+    """``{}`` if ``--agent-set`` only repeats the saved agent config of a resumed run; an error naming what differs."""
+    from agents.agent_config import load_agent_config
+    from agents.training import agent_paths
+
+    if not overrides:
+        return {}
+    saved_file = agent_paths(run_dir, algo).folder / "agent_config.yaml"
+    saved = load_agent_config(algo, path=saved_file)
+    changed = _flatten(load_agent_config(algo, path=saved_file, overrides=overrides).to_dict())
+    before = _flatten(saved.to_dict())
+    differing = sorted(k for k in changed if changed[k] != before.get(k))
+    if differing:
+        raise ValueError(
+            f"--resume keeps the saved agent config of {algo}; --agent-set would change {differing} "
+            f"(saved in {saved_file})"
+        )
+    return {}
+
+
 def _check_resumable(run_dir: Path, config) -> dict | None:
     """The metadata of the run being resumed; an error if its env config differs from this one."""
-    import json
-
-    import yaml
+    from agents.results import read_metadata
+    from envs.config import read_yaml
 
     saved = run_dir / "config.yaml"
     if saved.is_file():
-        before = _flatten(yaml.safe_load(saved.read_text(encoding="utf-8")))
+        before = _flatten(read_yaml(saved))
         now = _flatten(config.to_dict())
         changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
         if changed:
@@ -278,8 +335,7 @@ def _check_resumable(run_dir: Path, config) -> dict | None:
                 f"cannot resume {run_dir} with another env config; differing keys: {changed[:10]} "
                 f"(resume with the run's own settings: --preset {saved})"
             )
-    previous = run_dir / "metadata.json"
-    return json.loads(previous.read_text(encoding="utf-8")) if previous.is_file() else None
+    return read_metadata(run_dir)
 
 
 def _flatten(data: dict, prefix: str = "") -> dict:
@@ -294,18 +350,18 @@ def _flatten(data: dict, prefix: str = "") -> dict:
 
 def _loaded_training_seeds(run_dir: Path, seeds) -> tuple[int, ...]:
     """The training seeds recorded by the run agents are loaded from, checked against this run's seeds."""
-    import json
-
     from agents.evaluation import check_disjoint
+    from agents.results import read_seeds
 
-    path = run_dir / "seeds.json"
-    if not path.is_file():
+    recorded = read_seeds(run_dir)
+    if recorded is None:
         print(
-            f"warning: {path} not found; cannot check that the loaded agents never trained on the evaluation seeds",
+            f"warning: {run_dir / 'seeds.json'} not found; cannot check that the loaded agents never trained on "
+            "the evaluation seeds",
             file=sys.stderr,
         )
         return ()
-    trained = tuple(int(s) for s in json.loads(path.read_text(encoding="utf-8")).get("train", []))
+    trained = tuple(recorded["train"])
     check_disjoint(training=trained, tuning=seeds.tuning, evaluation=seeds.evaluation)
     return trained
 

@@ -31,6 +31,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from agents.cli import add_budget_args, add_config_args, add_output_args, config_from_args, name_list, run_main  # noqa: E402
+from envs.config import safe_load_yaml  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
 BASELINES = ("static_hold", "best_static", "rule", "random")
@@ -47,13 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         metavar="RUN_DIR",
         default=None,
-        help="run folder with trained agents (agents/<algo>/model.zip) and, if tuned, baselines.json",
+        help="run folder with trained agents (agents/<algo>/policy.pt, vecnormalize.npz, policy.json) and, if "
+        "tuned, baselines.json. Only data files are read (no pickle, not model.zip): a run folder received "
+        "from someone else runs no code here",
     )
     policies.add_argument(
         "--algos",
         type=name_list(ALGOS),
         default=None,
-        help="agents to load from --run (default: every agent found there)",
+        help="agents to load from --run (default: every agent there; an agent folder without its final "
+        "policy is an error unless --algos leaves it out)",
     )
     policies.add_argument(
         "--baselines",
@@ -77,16 +81,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_budget_args(parser, accounts=2000, eval_seeds=5)
     add_output_args(parser)
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing run folder --name once this evaluation finishes (until then the old one "
+        "is kept whole; a finished old one is then kept as <name>.previous)",
+    )
     return parser
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"--rule-params: file {path} not found")
-    text = path.read_text(encoding="utf-8")
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as exc:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else safe_load_yaml(text)
+    except (json.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ValueError(f"--rule-params: {path} is not valid {path.suffix.lstrip('.') or 'YAML'}: {exc}") from None
     if not isinstance(data, dict):
         raise ValueError(f"--rule-params: {path} must hold a mapping of RuleParams fields")
@@ -108,6 +118,11 @@ def _rule_params(data: dict[str, Any], source: str) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from agents.results import check_out_dir, check_run_name
+
+    if args.name is not None:
+        check_run_name(args.name)
+    check_out_dir(args.out)
     if args.run is not None and not args.run.is_dir():
         raise FileNotFoundError(f"--run: run folder {args.run} not found")
     if args.preset is None:
@@ -128,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         default_run_name,
         format_summary,
         read_baselines,
+        read_seeds,
         write_evaluation,
     )
 
@@ -143,7 +159,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "best_static needs its multiplier: pass --best-static X, or --run a folder "
                     "whose baselines.json has it (or drop it from --baselines)"
                 )
-            policies["best_static"] = BestStatic(x)
+            try:
+                policies["best_static"] = BestStatic(x)
+            except (TypeError, ValueError) as exc:
+                source = "--best-static" if args.best_static is not None else f"{args.run}/baselines.json"
+                raise ValueError(f"{source}: {exc}") from None
         elif baseline == "rule":
             if args.rule_params is not None:
                 policies["rule"] = RuleBased(_rule_params(_read_mapping(args.rule_params), str(args.rule_params)))
@@ -155,32 +175,47 @@ def main(argv: Sequence[str] | None = None) -> int:
             policies["random"] = RandomPolicy(args.seed)
 
     if args.run is not None:
-        from agents.training import load_agent
+        from agents.agent_files import check_fits, load_agent  # data files only: no SB3, no pickle
 
-        found = sorted(p.parent.name for p in (args.run / "agents").glob("*/model.zip"))
-        algos = args.algos if args.algos is not None else found
-        missing = [a for a in algos if a not in found]
-        if missing:
-            raise FileNotFoundError(f"no trained {missing} in {args.run / 'agents'}; found: {found or 'none'}")
-        for algo in algos:
-            policies[algo] = load_agent(args.run, algo)
+        agents_dir = args.run / "agents"
+        present = sorted(p.name for p in agents_dir.iterdir() if p.is_dir()) if agents_dir.is_dir() else []
+        algos = args.algos if args.algos is not None else [a for a in present if a in ALGOS]
+        for algo in algos:  # an agent folder without its final policy is an error, never skipped
+            try:
+                policies[algo] = load_agent(args.run, algo)
+                check_fits(policies[algo], config, f"--run {args.run}")
+            except FileNotFoundError as exc:
+                others = [a for a in algos if a != algo]
+                raise FileNotFoundError(
+                    f"{exc}; to evaluate without it pass --algos {','.join(others)}"
+                    if others
+                    else f"{exc}; to evaluate the baselines only, pass --algos with the agents to keep, or no --run"
+                ) from None
     if not policies:
         raise ValueError("nothing to evaluate: no baselines chosen and no agents in --run")
+    if args.run is not None and (args.run / "agents").is_dir():
+        from agents.plots import read_progress
+
+        read_progress(args.run / "agents")  # an unreadable progress.csv is named now, not after the evaluation
 
     # Evaluation seeds: the evaluation range of the split compare.py uses, so they never meet the training
     # or tuning seeds of a run made with the same --seed. With --run, the run's own evaluation seeds
     # (seeds.json), checked against its training and tuning seeds.
-    seeds = split_seeds(training=1, tuning=0, evaluation=args.eval_seeds, start=args.seed).evaluation
+    try:
+        seeds = split_seeds(training=1, tuning=0, evaluation=args.eval_seeds, start=args.seed).evaluation
+    except ValueError as exc:
+        raise ValueError(f"--seed {args.seed} with --eval-seeds {args.eval_seeds}: {exc}") from None
     used: dict[str, Any] = {}  # the seeds of the run the agents come from (recorded for provenance)
-    if args.run is not None and (args.run / "seeds.json").is_file():
+    recorded = read_seeds(args.run) if args.run is not None else None
+    if recorded is not None:
         from agents.evaluation import check_disjoint
 
-        used = json.loads((args.run / "seeds.json").read_text())
+        used = recorded
         seeds = _after(seeds, used)
         check_disjoint(training=used.get("train", []), tuning=used.get("tune", []), evaluation=seeds)
 
     name = args.name or default_run_name(config.name, "evaluate")
-    run = RunFolder.create(args.out, name)
+    run = RunFolder.create(args.out, name, overwrite=args.overwrite, hint="pass --overwrite to replace it")
     with run.track(collect_metadata()):
         run.write_config(config)
         run.write_seeds(train=used.get("train", []), tune=used.get("tune", []), eval=seeds)

@@ -10,9 +10,11 @@ The cap is handled during training by --constraint:
 Hyperparameters and the default budget come from configs/agents/<algo>.yaml; --agent-set changes one
 (hyperparameters.learning_rate=0.0001, or a bare field name such as n_steps=64).
 
-Output: <out>/<name>/ with config.yaml, seeds.json, metadata.json and agents/<algo>/ (model.zip,
-vecnormalize.pkl, constraint.json, checkpoints/, progress.csv and TensorBoard events). Evaluate it with
-scripts/evaluate.py --run <out>/<name>; watch it with tensorboard --logdir <out>/<name>/agents.
+Output: <out>/<name>/ with config.yaml, seeds.json, metadata.json and agents/<algo>/ (policy.pt,
+vecnormalize.npz, policy.json: the agent as data, safe to share; model.zip: the SB3 model, which runs code
+when loaded; constraint.json, checkpoints/, progress.csv and TensorBoard events). Evaluate it with
+scripts/evaluate.py --run <out>/<name> (reads the data files only); watch it with
+tensorboard --logdir <out>/<name>/agents. --resume loads SB3 zips: only for folders you trust.
 
 examples:
   python scripts/train.py --preset wechat --name wechat_ppo                  # ~8 min on 2 CPU cores
@@ -30,7 +32,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from agents.cli import add_config_args, add_output_args, config_from_args, non_negative_int, positive_int, run_main  # noqa: E402
+from agents.cli import (  # noqa: E402
+    account_count,
+    add_config_args,
+    add_output_args,
+    config_from_args,
+    positive_int,
+    run_main,
+    seed_label,
+)
 from envs.config import ConfigError, load_config, parse_override  # noqa: E402
 
 ALGOS = ("ppo", "a2c", "dqn", "sac")
@@ -66,13 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     agent.add_argument(
         "--accounts",
-        type=positive_int,
+        type=account_count,
         default=None,
         help="accounts in the training portfolio = parallel envs (default: training.num_accounts)",
     )
     agent.add_argument(
         "--seed",
-        type=non_negative_int,
+        type=seed_label,
         default=DEFAULT_SEED,
         help=f"training seed: accounts, macro path and network initialisation; keep it apart "
         f"from evaluation seeds (default: {DEFAULT_SEED})",
@@ -90,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume",
         action="store_true",
         help="continue the run folder --name from its last checkpoint (step count, observation "
-        "statistics and lambda restored; its own config is used)",
+        "statistics and lambda restored; its own config is used). Resuming loads the checkpoint's SB3 "
+        "model zip, which unpickles code: resume only run folders you made or trust",
     )
     add_output_args(parser)
     return parser
@@ -99,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     agent_overrides = dict(parse_override(item) for item in args.agent_overrides)
+    from agents.results import check_out_dir, check_run_name, default_run_name, run_status
+
+    check_out_dir(args.out)
+    if args.name is not None:
+        check_run_name(args.name)
     if args.resume:
         if args.name is None:
             raise ValueError("--resume needs the --name of the run folder to continue")
@@ -106,31 +122,40 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ConfigError(
                 "--resume continues a run with its saved configs; --set and --agent-set cannot change them"
             )
+        if not (args.out / args.name).is_dir():
+            raise FileNotFoundError(f"--resume: run folder {args.out / args.name} not found")
+        if run_status(args.out / args.name) == "running":
+            raise FileExistsError(f"--resume: {args.out / args.name} is being written by a running process")
         config = load_config(args.out / args.name / "config.yaml")
     else:
         config = config_from_args(args)
+    name = args.name or default_run_name(config.name, args.algo, f"s{args.seed}")
 
     # Heavy imports (torch, SB3) only once the input is known to be good.
     from agents.agent_config import load_agent_config
-    from agents.results import RunFolder, collect_metadata, default_run_name
-    from agents.training import train
+    from agents.results import RunFolder, collect_metadata, read_metadata
+    from agents.training import check_resumable, check_trainable, train
 
-    if not args.resume:
-        load_agent_config(args.algo, config.name, agent_overrides)  # a bad --agent-set fails before any folder
-    run = RunFolder.create(
-        args.out, args.name or default_run_name(config.name, args.algo, f"s{args.seed}"), exist_ok=args.resume
-    )
+    # Every check before the run folder is created or its records touched: a rejected command writes nothing.
+    if args.resume:
+        check_resumable(args.out / name, args.algo, args.constraint, args.seed, args.accounts)
+    else:
+        agent_config = load_agent_config(args.algo, config.name, agent_overrides)
+        check_trainable(agent_config, config, args.constraint, args.accounts)
+    previous = read_metadata(args.out / name) if args.resume else None
+    run = RunFolder.create(args.out, name, exist_ok=args.resume, hint="pass --resume to continue it")
     metadata = {**collect_metadata(), "resumed": bool(args.resume)}
-    run.write_metadata(metadata)
-    if not args.resume:
-        run.write_config(config)
-        run.write_seeds(train=[args.seed])
-    print(
-        f"training {args.algo} ({args.constraint} constraint) on {config.name} -> {run.agents_dir / args.algo}",
-        file=sys.stderr,
-    )
-    started = time.perf_counter()
-    try:
+    if previous is not None:
+        metadata["resumed_from"] = previous  # the earlier record, kept whatever this attempt ends as
+    with run.track(metadata):
+        if not args.resume:
+            run.write_config(config)
+            run.write_seeds(train=[args.seed])
+        print(
+            f"training {args.algo} ({args.constraint} constraint) on {config.name} -> {run.agents_dir / args.algo}",
+            file=sys.stderr,
+        )
+        started = time.perf_counter()
         agent = train(
             args.algo,
             config,
@@ -143,14 +168,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             resume=args.resume,
             progress=not args.no_progress,
         )
-    except KeyboardInterrupt:
-        run.finish_metadata(metadata, status="interrupted")
-        raise
-    seconds = time.perf_counter() - started
-    run.finish_metadata(metadata)
+        seconds = time.perf_counter() - started
     print(
         f"{agent.model.num_timesteps:,} timesteps in {seconds / 60:.1f} min ({seconds:.0f} s); "
-        f"written to {agent.paths.folder}"
+        f"written to {run.agents_dir / args.algo}"
     )
     print(f"evaluate: python scripts/evaluate.py --run {run.path}")
     return 0

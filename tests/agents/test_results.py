@@ -131,7 +131,7 @@ def test_run_folder_refuses_to_mix_runs_and_bad_names(tmp_path):
         RunFolder.create(tmp_path, "run")
     assert RunFolder.create(tmp_path, "run", exist_ok=True).path == tmp_path / "run"
     for bad in ("", "a/b", ".."):
-        with pytest.raises(ValueError, match="plain folder name"):
+        with pytest.raises(ValueError, match="--name"):
             RunFolder.create(tmp_path, bad)
 
 

@@ -113,7 +113,9 @@ def test_training_writes_the_agent_and_its_records(tiny_run):
     folder = run / "agents" / "ppo"
     for name in (
         "model.zip",
-        "vecnormalize.pkl",
+        "policy.pt",
+        "vecnormalize.npz",
+        "policy.json",
         "constraint.json",
         "agent_config.yaml",
         "env_config.yaml",
@@ -136,14 +138,15 @@ def test_training_writes_the_agent_and_its_records(tiny_run):
 def test_loaded_agent_predicts_like_the_trained_one_on_raw_observations(tiny_run):
     run, agent = tiny_run
     loaded = load_agent(run, "ppo")
-    np.testing.assert_array_equal(loaded.vecnormalize.obs_rms.mean, agent.vecnormalize.obs_rms.mean)
+    assert type(loaded).__name__ == "ExportedPolicy"  # read from data files, not SB3's pickled zip
     obs = envs.make_portfolio("wechat", 50, seed=portfolio_seed(3)).reset()
+    np.testing.assert_array_equal(loaded.normalize_obs(obs), agent.vecnormalize.normalize_obs(obs).astype(np.float32))
     actions, _ = loaded.predict(obs, deterministic=True)
     assert actions.shape == (50,) and actions.dtype.kind in "iu"
     np.testing.assert_array_equal(actions, agent.predict(obs, deterministic=True)[0])
     np.testing.assert_array_equal(loaded.predict(obs[0])[0], actions[0])  # one account at a time too
     # The observation statistics are really applied: the raw CNY-scale obs differ from what the net sees.
-    assert not np.allclose(loaded.vecnormalize.normalize_obs(obs), obs)
+    assert not np.allclose(loaded.normalize_obs(obs), obs)
 
 
 def test_resume_continues_from_the_checkpoint_step_and_lambda(tmp_path):
@@ -201,7 +204,7 @@ def test_other_algorithms_train_save_and_load(algo, tmp_path):
         "dqn": {"learning_starts": 64, "buffer_size": 4096, "batch_size": 32},
         "sac": {"learning_starts": 64, "buffer_size": 4096, "batch_size": 32},
     }[algo]
-    train(
+    trained = train(
         algo,
         "wechat",
         tmp_path,
@@ -213,6 +216,8 @@ def test_other_algorithms_train_save_and_load(algo, tmp_path):
     agent = load_agent(tmp_path, algo)
     obs = envs.make_portfolio("wechat", 8, seed=1, continuous=algo == "sac").reset()
     actions, _ = agent.predict(obs)
+    # the actor read from policy.pt acts exactly as the SB3 model it was exported from
+    np.testing.assert_array_equal(actions, trained.predict(obs, deterministic=True)[0])
     if algo == "sac":
         assert agent.continuous and actions.shape == (8, 1) and np.all(np.abs(actions) <= 1)
     else:

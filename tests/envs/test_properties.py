@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -180,3 +181,103 @@ def test_discrete_actions_map_to_the_table(actions):
     from envs.actions import discrete_to_multiplier
 
     np.testing.assert_array_equal(discrete_to_multiplier(np.array(actions)), [LIMIT_MULTIPLIERS[a] for a in actions])
+
+
+# -- money over a whole run (issue 12, defect 10: the README's identity, stated exactly) ----------------------
+CONSERVATION_CONFIGS = 500  # the issue asks for at least 500 random valid configs
+
+
+def portfolio_money(cfg, num_accounts: int, months: int, seed: int, policy, simulate_months) -> dict[str, float]:
+    """The terms of the run-level identity, summed over accounts and months [CNY]; every value checked finite.
+
+    Interest and penalty fees are capitalised (added to the balance, then paid or charged off with it); an
+    account that ends is replaced in the same month, and an account replaced at the horizon takes its
+    outstanding balance with it (never repaid or charged off inside the run).
+    """
+    from envs.observation import observation_space, observe
+
+    space = observation_space(cfg)
+    terms = dict.fromkeys(
+        ("start", "drawn", "interest", "fees", "repaid", "charged_off", "replaced_out", "replaced_in", "end"), 0.0
+    )
+    ended = np.zeros(num_accounts, dtype=bool)
+    for rec in simulate_months(cfg, num_accounts, months, seed=seed, policy=policy):
+        if rec.month == 0:
+            terms["start"] = float(rec.before.balance.sum())
+        else:
+            terms["replaced_in"] += float(rec.before.balance[ended].sum())
+        r = rec.result
+        for name, value in (("reward", r.reward), *r.components.items()):
+            assert np.all(np.isfinite(value)), f"{name} not finite"
+        assert np.all(np.isfinite(observe(rec.after, rec.stress, space))), "observation not finite"
+        terms["drawn"] += float(r.drawn.sum())
+        terms["interest"] += float(r.components["interest"].sum())
+        terms["fees"] += float(r.components["fees"].sum())
+        terms["repaid"] += float(r.repaid.sum())
+        terms["charged_off"] += float(r.charged_off.sum())
+        ended = r.terminated | r.truncated
+        # only an account replaced at the horizon leaves with a balance: charge-off and closure leave none
+        assert np.all(rec.after.balance[r.terminated] == 0.0)
+        terms["replaced_out"] += float(rec.after.balance[ended].sum())
+        terms["end"] = float(rec.after.balance[~ended].sum())
+    return terms
+
+
+@pytest.mark.slow  # about 15 s: 500 configs
+@given(config=valid_overrides(), plan=action_plans(), seed=st.integers(0, 2**40))
+@settings(suppress_health_check=[HealthCheck.too_slow], max_examples=CONSERVATION_CONFIGS)
+def test_money_is_conserved_over_a_run_for_500_random_valid_configs(config, plan, seed, simulate_months):
+    preset, overrides = config
+    cfg = load_config(preset, overrides)
+    months, policy = _policy(*plan)
+    t = portfolio_money(cfg, 16, months, seed, policy, simulate_months)
+    # start + replaced_in + drawn + interest + fees = repaid + charged_off + replaced_out + end
+    inflow = t["start"] + t["replaced_in"] + t["drawn"] + t["interest"] + t["fees"]
+    outflow = t["repaid"] + t["charged_off"] + t["replaced_out"] + t["end"]
+    scale = sum(abs(v) for v in t.values())
+    assert abs(inflow - outflow) <= 1e-9 * scale + 1e-9, t
+
+
+def test_the_old_conservation_sentence_leaves_money_out(simulate_months):
+    # "drawings = repayments + charge-offs + what is still owed" misses the capitalised interest and fees and
+    # the balances that leave with accounts replaced at the horizon; the exact identity holds.
+    cfg = load_config("wechat", {"env.horizon": 6})
+    t = portfolio_money(cfg, 200, 14, 0, lambda m, n: np.ones(n), simulate_months)
+    assert t["interest"] > 0 and t["replaced_out"] > 0
+    scale = sum(abs(v) for v in t.values())
+    exact = t["start"] + t["replaced_in"] + t["drawn"] + t["interest"] + t["fees"]
+    exact -= t["repaid"] + t["charged_off"] + t["replaced_out"] + t["end"]
+    assert abs(exact) <= 1e-9 * scale
+    old = t["start"] + t["drawn"] - (t["repaid"] + t["charged_off"] + t["end"])
+    assert abs(old) > 1e-3 * scale
+
+
+@pytest.mark.slow  # about 10 s: three extremes of each of ~56 numbers
+def test_every_accepted_extreme_value_stays_finite():
+    # The schema's bounds (envs.config.LARGEST_FLOAT) are what keeps observations and rewards finite: each
+    # float field at the largest magnitude the schema accepts (and at 0), one at a time, for six months.
+    import warnings
+
+    from envs.config import LARGEST_FLOAT, ConfigError
+
+    base = load_config("wechat").to_dict()
+    keys = [f"{s}.{k}" for s, section in base.items() if isinstance(section, dict) for k, v in section.items()]
+    keys = [k for k in keys if isinstance(base[k.split(".")[0]][k.split(".")[1]], float)]
+    assert len(keys) > 40
+    accepted = 0
+    for key in keys:
+        for value in (LARGEST_FLOAT, -LARGEST_FLOAT, 0.0):
+            try:
+                cfg = load_config("wechat", {key: value})
+            except ConfigError:
+                continue
+            accepted += 1
+            venv = envs.make_portfolio(cfg, 20, seed=0)
+            obs = venv.reset()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf inside a logistic is fine
+                for month in range(6):
+                    assert np.all(np.isfinite(obs)), (key, value, month)
+                    obs, rewards, _, _ = venv.step(np.random.default_rng(month).integers(0, 7, 20))
+                    assert np.all(np.isfinite(rewards)), (key, value, month)
+    assert accepted > len(keys)  # most fields accept more than one extreme

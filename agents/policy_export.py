@@ -1,0 +1,256 @@
+"""A trained agent's actor in files that run no code when read, and a policy that acts from them.
+
+SB3's ``model.zip`` unpickles some of its entries when loaded, and a pickled ``VecNormalize`` is code, so
+neither is safe to open when a run folder comes from someone else. A trained agent is therefore also
+written as three data files in ``agents/<algo>/``:
+
+    policy.pt          the actor's weights: a torch ``state_dict`` of plain tensors, read with
+                       ``torch.load(weights_only=True)``: hidden.<i>.weight/bias, out.weight/bias
+    vecnormalize.npz   the observation statistics (mean, var, epsilon, clip_obs), read with
+                       ``np.load(allow_pickle=False)``
+    policy.json        what the weights mean: algorithm, activation, sizes, how an action is chosen
+
+:class:`ExportedPolicy` runs the actor from them with SB3's ``predict`` signature, without SB3 and without
+unpickling anything. Its deterministic actions are SB3's: the same normalisation, the same float32 layers,
+argmax of the logits (PPO, A2C) or Q-values (DQN), ``tanh`` of the mean (SAC, on a Box(-1, 1) space).
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+POLICY_FILE = "policy.pt"
+NORMALISATION_FILE = "vecnormalize.npz"
+POLICY_METADATA_FILE = "policy.json"
+FORMAT_VERSION = 1
+ACTIVATIONS = ("tanh", "relu")
+ALGORITHMS = ("ppo", "a2c", "dqn", "sac")
+# Where SB3 keeps each algorithm's actor: the hidden layers' prefix and the output layer.
+_ACTOR_LAYERS = {
+    "ppo": ("mlp_extractor.policy_net.", "action_net."),
+    "a2c": ("mlp_extractor.policy_net.", "action_net."),
+    "dqn": ("q_net.q_net.", None),  # the last layer of q_net is the output
+    "sac": ("actor.latent_pi.", "actor.mu."),
+}
+
+
+# -- writing (at the end of training; needs the SB3 model) ---------------------------------------------------
+def actor_state(algo: str, policy_state: Mapping[str, Any]) -> dict[str, Any]:
+    """The actor's tensors of an SB3 policy ``state_dict``, renamed hidden.<i>.* and out.*."""
+    hidden_prefix, out_prefix = _ACTOR_LAYERS[algo]
+    indices = sorted({int(k[len(hidden_prefix) :].split(".")[0]) for k in policy_state if k.startswith(hidden_prefix)})
+    if out_prefix is None:  # DQN: the output layer is the last Linear of the hidden Sequential
+        *indices, last = indices
+        out_prefix = f"{hidden_prefix}{last}."
+    state = {}
+    for i, index in enumerate(indices):
+        for part in ("weight", "bias"):
+            state[f"hidden.{i}.{part}"] = policy_state[f"{hidden_prefix}{index}.{part}"].detach().clone().cpu()
+    for part in ("weight", "bias"):
+        state[f"out.{part}"] = policy_state[f"{out_prefix}{part}"].detach().clone().cpu()
+    return state
+
+
+def export_policy(
+    folder: str | Path,
+    algo: str,
+    policy_state: Mapping[str, Any],
+    activation: str,
+    num_timesteps: int,
+) -> None:
+    """Write ``policy.pt`` and ``policy.json``; ``vecnormalize.npz`` is written by training with
+    :func:`normalisation_arrays` (it holds the return statistics a resumed run needs too)."""
+    import io
+
+    import torch
+
+    from agents.atomic_io import atomic_write, write_json
+
+    folder = Path(folder)
+    state = actor_state(algo, policy_state)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write(folder / POLICY_FILE, lambda f: _write_all(f, buffer.getvalue()))
+    write_json(
+        folder / POLICY_METADATA_FILE,
+        {
+            "format": FORMAT_VERSION,
+            "algo": algo,
+            "activation": activation,
+            "action": "tanh" if algo == "sac" else "argmax",
+            "observation_dim": int(state["hidden.0.weight"].shape[1] if "hidden.0.weight" in state else 0),
+            "num_timesteps": int(num_timesteps),
+        },
+    )
+
+
+def _write_all(handle: IO[bytes], data: bytes) -> None:
+    handle.write(data)
+
+
+def normalisation_arrays(
+    obs_mean: np.ndarray, obs_var: np.ndarray, epsilon: float, clip_obs: float, norm_obs: bool
+) -> dict[str, Any]:
+    """The arrays of ``vecnormalize.npz`` that :class:`ExportedPolicy` reads (VecNormalize's own names)."""
+    return {
+        "mean": np.asarray(obs_mean, dtype=np.float64),
+        "var": np.asarray(obs_var, dtype=np.float64),
+        "epsilon": np.float64(epsilon),
+        "clip_obs": np.float64(clip_obs),
+        "norm_obs": np.bool_(norm_obs),
+    }
+
+
+# -- reading (evaluation; runs no code from the files) ----------------------------------------------------------
+class ExportedPolicy:
+    """A trained agent read from ``policy.pt``, ``vecnormalize.npz`` and ``policy.json``; acts on raw observations.
+
+    Args:
+        folder: the agent's folder, ``<run>/agents/<algo>/``.
+
+    Raises:
+        FileNotFoundError: a file is missing. ``ValueError``: a file is not what it should be (the message
+        names it); a pickle payload in any of them is refused, never executed.
+    """
+
+    def __init__(self, folder: str | Path):
+        import torch
+
+        self.folder = Path(folder)
+        meta = _read_metadata(self.folder / POLICY_METADATA_FILE)
+        self.algo: str = meta["algo"]
+        self.num_timesteps: int = meta["num_timesteps"]
+        self.continuous = meta["action"] == "tanh"
+        self._activation = {"tanh": torch.tanh, "relu": torch.relu}[meta["activation"]]
+        self._layers = _read_layers(self.folder / POLICY_FILE)
+        n_obs = self._layers[0][0].shape[1]
+        self._mean, self._scale, self._clip = _read_normalisation(self.folder / NORMALISATION_FILE, n_obs)
+        n_out = self._layers[-1][0].shape[0]
+        from gymnasium import spaces
+
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(n_obs,), dtype=np.float32)
+        self.action_space: spaces.Space = (
+            spaces.Box(-1.0, 1.0, shape=(n_out,), dtype=np.float32) if self.continuous else spaces.Discrete(n_out)
+        )
+
+    def normalize_obs(self, observation: np.ndarray) -> np.ndarray:
+        """The observation as the network saw it in training (VecNormalize's formula, float32)."""
+        obs = np.asarray(observation, dtype=np.float32)
+        if self._scale is None:
+            return obs
+        return np.clip((obs - self._mean) / self._scale, -self._clip, self._clip).astype(np.float32)
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """SB3's ``predict`` on raw observations of shape ``(n_obs,)`` or ``(n, n_obs)``; deterministic only."""
+        import torch
+
+        if not deterministic:
+            raise ValueError("an exported policy acts deterministically: call predict(..., deterministic=True)")
+        obs = np.asarray(observation)
+        single = obs.ndim == 1
+        batch = self.normalize_obs(obs.reshape(1, -1) if single else obs)
+        if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
+            raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {obs.shape}")
+        with torch.inference_mode():
+            x = torch.from_numpy(batch)
+            for weight, bias in self._layers[:-1]:
+                x = self._activation(torch.nn.functional.linear(x, weight, bias))
+            out = torch.nn.functional.linear(x, *self._layers[-1])
+            actions = torch.tanh(out).numpy() if self.continuous else out.argmax(dim=1).numpy()
+        if self.continuous:
+            # SB3 maps the squashed action onto the Box; on [-1, 1] that is the identity up to float32
+            # rounding, which is kept so that the actions are SB3's to the bit.
+            low, high = self.action_space.low, self.action_space.high  # type: ignore[attr-defined]
+            actions = np.clip(low + (0.5 * (actions + 1.0) * (high - low)), low, high)
+        return (actions[0] if single else actions), state
+
+    def __repr__(self) -> str:
+        return f"ExportedPolicy({self.algo!r}, {self.num_timesteps} timesteps, {str(self.folder)!r})"
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path} must hold a JSON object")
+    expected = {"format": int, "algo": str, "activation": str, "action": str, "num_timesteps": int}
+    for key, kind in expected.items():
+        if not isinstance(meta.get(key), kind):
+            raise ValueError(f"{path}: '{key}' must be a {kind.__name__}, got {meta.get(key)!r}")
+    if meta["format"] != FORMAT_VERSION:
+        raise ValueError(f"{path}: format {meta['format']} is not the supported {FORMAT_VERSION}")
+    if meta["algo"] not in _ACTOR_LAYERS:
+        raise ValueError(f"{path}: unknown algo {meta['algo']!r}; known: {', '.join(_ACTOR_LAYERS)}")
+    if meta["activation"] not in ACTIVATIONS:
+        raise ValueError(f"{path}: unknown activation {meta['activation']!r}; known: {', '.join(ACTIVATIONS)}")
+    if meta["action"] not in ("argmax", "tanh"):
+        raise ValueError(f"{path}: 'action' must be 'argmax' or 'tanh', got {meta['action']!r}")
+    return meta
+
+
+def _read_layers(path: Path) -> list[tuple[Any, Any]]:
+    import torch
+
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} is not a weights file readable without running code: {first}") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} must hold a state_dict of tensors")
+    hidden = sorted(int(k.split(".")[1]) for k in state if k.startswith("hidden.") and k.endswith(".weight"))
+    names = [f"hidden.{i}" for i in hidden] + ["out"]
+    layers: list[tuple[Any, Any]] = []
+    for name in names:
+        weight, bias = state.get(f"{name}.weight"), state.get(f"{name}.bias")
+        if weight is None or bias is None or weight.ndim != 2 or bias.shape != (weight.shape[0],):
+            raise ValueError(f"{path}: layer '{name}' is missing or malformed")
+        if layers and weight.shape[1] != layers[-1][0].shape[0]:
+            raise ValueError(f"{path}: layer '{name}' does not fit the layer before it")
+        if not (torch.isfinite(weight).all() and torch.isfinite(bias).all()):
+            raise ValueError(f"{path}: layer '{name}' has non-finite weights")
+        layers.append((weight.float().contiguous(), bias.float().contiguous()))
+    if set(state) != {f"{n}.{p}" for n in names for p in ("weight", "bias")}:
+        raise ValueError(f"{path}: unexpected entries {sorted(set(state) - {f'{n}.weight' for n in names})[:5]}")
+    return layers
+
+
+def _read_normalisation(path: Path, n_obs: int) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Mean, scale (None: no normalisation) and clip of the observation statistics."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in ("mean", "var", "epsilon", "clip_obs", "norm_obs")}
+    except (ValueError, OSError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is not the observation statistics of an agent: {exc}") from None
+    mean, var = arrays["mean"], arrays["var"]
+    if mean.shape != (n_obs,) or var.shape != (n_obs,) or mean.dtype.kind != "f" or var.dtype.kind != "f":
+        raise ValueError(f"{path}: mean and var must be float arrays of shape ({n_obs},)")
+    epsilon, clip = float(arrays["epsilon"]), float(arrays["clip_obs"])
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(var)) and np.all(var >= 0)):
+        raise ValueError(f"{path}: mean and var must be finite, var >= 0")
+    if not (np.isfinite(epsilon) and epsilon > 0 and clip > 0):
+        raise ValueError(f"{path}: epsilon must be finite and > 0, clip_obs > 0")
+    if not bool(arrays["norm_obs"]):
+        return mean, None, clip
+    return mean, np.sqrt(var + epsilon), clip
