@@ -135,4 +135,5 @@ def format_versus(row: Mapping[str, Any], is_reference: bool = False) -> str:
     no_uplift_ci = _missing(row.get("uplift_ci_low")) and not _missing(row.get("revenue_diff_ci_low"))
     if ref > 0 and not _missing(row.get("uplift")) and not no_uplift_ci:
         return f"{100 * row['uplift']:+.1f}%" + interval(row.get("uplift_ci_low"), row.get("uplift_ci_high"), 100)
-    return f"{row['revenue_diff']:+.1f} CNY" + interval(row.get("revenue_diff_ci_low"), row.get("revenue_diff_ci_high"), 1)
+    low, high = row.get("revenue_diff_ci_low"), row.get("revenue_diff_ci_high")
+    return f"{row['revenue_diff']:+.1f} CNY" + interval(low, high, 1)
