@@ -121,15 +121,15 @@ def _table(evaluations: Mapping[str, Evaluation], tuned_under: Mapping[str, str]
     rng = np.random.default_rng(0)
     for column in ("revenue_change", "revenue_change_ci_low", "revenue_change_ci_high", "m3plus_change"):
         table[column] = np.nan
-    for i, row in table[table["case"] == "scenario"].iterrows():
-        name = row["policy"]
+    for i, scen_row in table[table["case"] == "scenario"].iterrows():
+        name = scen_row["policy"]
         if name not in base["per_user_revenue"].columns:
             continue
         change = (scen["per_user_revenue"][name] - base["per_user_revenue"][name]).to_numpy()
         table.loc[i, "revenue_change"] = float(change.mean())
         table.loc[i, ["revenue_change_ci_low", "revenue_change_ci_high"]] = _mean_ci(change, rng)
         base_m3 = table[(table["case"] == "base") & (table["policy"] == name)]["m3plus_rate"].iloc[0]
-        table.loc[i, "m3plus_change"] = row["m3plus_rate"] - base_m3
+        table.loc[i, "m3plus_change"] = scen_row["m3plus_rate"] - base_m3
     return table
 
 
@@ -183,7 +183,7 @@ def format_whatif(table: pd.DataFrame) -> str:
     if not rows:
         return "(no policies evaluated)"
     frame = pd.DataFrame(rows)
-    frame.columns = pd.MultiIndex.from_tuples(frame.columns)
+    frame.columns = pd.MultiIndex.from_tuples(list(rows[0]))
     text = frame.to_string(index=False)
     if " CNY" in text:
         text += (
