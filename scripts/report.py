@@ -37,9 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--distill-seeds", type=positive_int, default=2, help="seeds the tree is fitted on (default: 2)"
     )
-    parser.add_argument(
-        "--seed", type=non_negative_int, default=0, help="unused by the report's policies; kept for symmetry"
-    )
     parser.add_argument("--out", type=Path, default=None, help="output folder (default: <run>/report)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
