@@ -165,7 +165,7 @@ def report_markdown(report: Report, title: str, context: Mapping[str, Any]) -> s
         ", ".join(f"{k}: {v}" for k, v in context.items()),
         "",
         "Numbers cover the simulated window of the initial cohort; segment rates are pooled over accounts and "
-        "seeds. Income and risk bands are **hidden traits** (``Simulator.hidden_traits()``), used for this "
+        "seeds. Income and risk bands are **hidden traits** (`Simulator.hidden_traits()`), used for this "
         "analysis only: no policy observes them.",
         "",
         "## Whole book",

@@ -21,7 +21,10 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import os
 import sys
+import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -191,13 +194,27 @@ def run_sweep(
         for n, (cid, cell) in enumerate(todo, start=1):
             save(cid, run_cell(args[0], cell, *args[1:]), n)
     else:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        context = get_context("spawn")  # fresh interpreters: no forked torch or tqdm threads
+        with ProcessPoolExecutor(workers, context, initializer=_exit_with_parent, initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(run_cell, args[0], cell, *args[1:]): cid for cid, cell in todo}
             for n, future in enumerate(as_completed(futures), start=1):
                 save(futures[future], future.result(), n)
     table = collect(out, cells)
     write_csv(out / "sweep.csv", table)
     return table
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Worker initialiser: end the worker when the sweep's process is gone. A sweep killed outright
+    (SIGKILL, a closed terminal) cannot stop its pool, whose workers would otherwise compute the cells in
+    hand for nobody and linger."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _run_ray(todo: list[tuple[str, Cell]], args: tuple, address: str | None, save: Callable) -> None:

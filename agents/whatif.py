@@ -158,7 +158,7 @@ def format_whatif(table: pd.DataFrame) -> str:
         base, scen = (by_case[case].iloc[0] for case in CASES)
         label = f"{name} (as trained)" if base["tuned_under"] == "trained on base" else name
         if scen["tuned_under"] == "scenario":
-            label += " (re-tuned)"
+            label += " (re-tuned for scenario)"
         ci = (
             ""
             if np.isnan(scen["revenue_change_ci_low"])

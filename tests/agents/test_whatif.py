@@ -86,6 +86,6 @@ def test_retune_retunes_the_baselines_under_the_scenario(tiny):
     )
     scen = result.table[result.table["case"] == "scenario"].set_index("policy")
     assert scen.loc["best_static", "tuned_under"] == "scenario" and scen.loc["rule", "tuned_under"] == "scenario"
-    assert "(re-tuned)" in format_whatif(result.table)
+    assert "(re-tuned for scenario)" in format_whatif(result.table)
     with pytest.raises(ValueError, match="overlap"):
         run_whatif(tiny, load_scenario("lower_max_line"), SPECS, 50, [3], retune=True, tune_seeds=[3], progress=False)
