@@ -207,17 +207,21 @@ def report_markdown(report: Report, title: str, context: Mapping[str, Any]) -> s
 
 
 def plot_segments(segments: pd.DataFrame, title: str) -> Any:
-    """Cut rate and average line by segment level, one bar per policy."""
+    """Raise rate, cut rate and average line by segment level, one bar per policy."""
     from agents.plots import new_figure, policy_colours
 
-    figure = new_figure(12, 6.5)
-    axes = figure.subplots(2, len(SEGMENT_LEVELS), squeeze=False)
+    figure = new_figure(12, 9.5)
+    axes = figure.subplots(3, len(SEGMENT_LEVELS), squeeze=False)
     policies = list(dict.fromkeys(segments["policy"]))
     colours = policy_colours(policies)
     width = 0.8 / len(policies)
     for j, (segment, levels) in enumerate(SEGMENT_LEVELS.items()):
         for i, (metric, scale, label) in enumerate(
-            (("cut_rate", 100.0, "cuts [% of account-months]"), ("average_line", 1.0, "average line [CNY]"))
+            (
+                ("raise_rate", 100.0, "raises [% of account-months]"),
+                ("cut_rate", 100.0, "cuts [% of account-months]"),
+                ("average_line", 1.0, "average line [CNY]"),
+            )
         ):
             ax = axes[i, j]
             for k, policy in enumerate(policies):
