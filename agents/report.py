@@ -142,7 +142,7 @@ def disparity_markdown(frame: pd.DataFrame, reference: str) -> str:
 def summary_markdown(summary: pd.DataFrame, reference: str) -> str:
     rows = []
     for r in summary.to_dict("records"):
-        versus = {k.removesuffix("_vs_rule"): v for k, v in r.items() if k.endswith("_vs_rule")}
+        versus = {str(k).removesuffix("_vs_rule"): v for k, v in r.items() if str(k).endswith("_vs_rule")}
         rows.append(
             {
                 "policy": r["policy"],
@@ -158,7 +158,10 @@ def summary_markdown(summary: pd.DataFrame, reference: str) -> str:
 def report_markdown(report: Report, title: str, context: Mapping[str, Any]) -> str:
     d = report.distillation
     target_kind = "agent" if report.target != report.reference else "rule (the run has no trained agent)"
-    tree_row = report.summary.set_index("policy")
+    book = report.summary.set_index("policy")
+    revenue, m3 = book["per_user_revenue"].to_dict(), book["m3plus_rate"].to_dict()
+    tree_revenue, tree_m3 = revenue[report.tree_name], m3[report.tree_name]
+    target_revenue, target_m3 = revenue[report.target], m3[report.target]
     lines = [
         f"# Segment and explainability report: {title}",
         "",
@@ -191,10 +194,8 @@ def report_markdown(report: Report, title: str, context: Mapping[str, Any]) -> s
         "",
         f"- fidelity (agreement with `{report.target}`): **{d.fidelity:.1%}** "
         f"(always taking its most common action: {d.majority_fidelity:.1%})",
-        f"- run as a policy: revenue/user {tree_row.loc[report.tree_name, 'per_user_revenue']:.1f} CNY and M3+ "
-        f"{tree_row.loc[report.tree_name, 'm3plus_rate']:.2%}, against {report.target}'s "
-        f"{tree_row.loc[report.target, 'per_user_revenue']:.1f} CNY and "
-        f"{tree_row.loc[report.target, 'm3plus_rate']:.2%}",
+        f"- run as a policy: revenue/user {tree_revenue:.1f} CNY and M3+ {tree_m3:.2%}, against "
+        f"{report.target}'s {target_revenue:.1f} CNY and {target_m3:.2%}",
         "",
         "```",
         d.rules.rstrip(),

@@ -79,7 +79,8 @@ def cohort_outcomes(
         if observations is not None:
             observations.append((obs[alive].copy(), np.asarray(actions)[alive].copy()))
         line_before = obs[:, col["line"]].astype(np.float64)
-        obs, _, dones, infos = venv.step(actions)
+        step_obs, _, dones, infos = venv.step(actions)
+        obs = np.asarray(step_obs)
         info = venv.last_info
         mpd, balance, line = info["months_past_due"], info["balance"], info["line"]
         done_idx = np.flatnonzero(dones)
@@ -155,7 +156,8 @@ def disparity(segments: Mapping[str, pd.DataFrame], reference: str | None) -> pd
         indexed = table.set_index(["segment", "level"])
         for segment, num, den in DISPARITY_PAIRS:
             for outcome in OUTCOMES:
-                ratio = _div(indexed.loc[(segment, num), outcome], indexed.loc[(segment, den), outcome])
+                values = indexed[outcome].to_dict()
+                ratio = _div(values[(segment, num)], values[(segment, den)])
                 rows.append(
                     {"policy": policy, "pair": f"{num} / {den} ({segment})", "outcome": outcome, "ratio": ratio}
                 )
