@@ -61,10 +61,17 @@ def test_a_killed_sweep_resumes_and_matches_an_uninterrupted_one(baselines_run, 
     ran = [line for line in resumed.stderr.splitlines() if line.startswith("cell ")]
     assert len(ran) == 6 - done_at_kill  # only the missing cells ran
 
-    fresh = subprocess.run(sweep_command(baselines_run, tmp_path / "fresh"), env=env, capture_output=True, text=True)
-    assert fresh.returncode == 0, fresh.stderr[-2000:]
+    # the same sweep uninterrupted, in this process (the library the script calls)
+    from agents.run_policies import run_config, run_seeds, run_specs
+    from agents.sweep import grid_cells, run_sweep
+
+    axes = {"accounting.funding_rate": [0.05, 0.06, 0.07], "default.job_loss_rate": [0.004, 0.008]}
+    specs = {k: v for k, v in run_specs(baselines_run).items() if k in ("static_hold", "best_static")}
+    config = run_config(baselines_run, {"env.horizon": 12})
+    seeds = run_seeds(baselines_run)["eval"]
+    fresh = run_sweep(config, grid_cells(axes), specs, 300, seeds, tmp_path / "fresh", log=lambda _: None)
     after_kill = pd.read_csv(tmp_path / "killed" / "s" / "sweep.csv")
-    pd.testing.assert_frame_equal(after_kill, pd.read_csv(tmp_path / "fresh" / "s" / "sweep.csv"))
+    pd.testing.assert_frame_equal(after_kill, fresh)
     assert len(after_kill) == 12 and (tmp_path / "killed" / "s" / "sweep.png").stat().st_size > 5000
     assert "revenue/user [CNY]" in resumed.stdout
 
