@@ -223,7 +223,10 @@ def _run_ray(todo: list[tuple[str, Cell]], args: tuple, address: str | None, sav
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install '.[ray]'") from None
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        if address is None:  # a local Ray for this sweep; no dashboard, no worker logs in the terminal
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:  # an existing cluster ("auto", "HEAD:6379" or "ray://HEAD:10001"), as it is configured
+            ray.init(address=address)
     task = ray.remote(run_cell)
     config_ref = ray.put(args[0])
     pending = {task.remote(config_ref, cell, *args[1:]): cid for cid, cell in todo}

@@ -78,14 +78,18 @@ def _heatmaps(table: pd.DataFrame, keys: list[str], title: str) -> Any:
                 ax.text(
                     c, r, f"{v:.1f}" if metric != "m3plus_rate" else f"{v:.2f}", ha="center", va="center", fontsize=7
                 )
-            ax.set_xticks(range(grid.shape[1]), [f"{v:g}" for v in grid.columns], fontsize=7)
-            ax.set_yticks(range(grid.shape[0]), [f"{v:g}" for v in grid.index], fontsize=7)
+            ax.set_xticks(range(grid.shape[1]), [_label(v) for v in grid.columns], fontsize=7)
+            ax.set_yticks(range(grid.shape[0]), [_label(v) for v in grid.index], fontsize=7)
             ax.set_xlabel(cols_key, fontsize=8)
             ax.set_ylabel(rows_key, fontsize=8)
             ax.set_title(f"{policy}: {label}", fontsize=8)
         figure.colorbar(image, ax=list(axes[i]), shrink=0.8)
     figure.suptitle(title)
     return figure
+
+
+def _label(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, (int, float, np.number)) else str(value)
 
 
 def _scatter(table: pd.DataFrame, keys: list[str], title: str) -> Any:
