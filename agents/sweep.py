@@ -226,7 +226,10 @@ def _run_ray(todo: list[tuple[str, Cell]], args: tuple, address: str | None, sav
         if address is None:  # a local Ray for this sweep; no dashboard, no worker logs in the terminal
             ray.init(include_dashboard=False, log_to_driver=False)
         else:  # an existing cluster ("auto", "HEAD:6379" or "ray://HEAD:10001"), as it is configured
-            ray.init(address=address)
+            try:
+                ray.init(address=address)
+            except ConnectionError as exc:
+                raise ValueError(f"--address {address}: cannot reach the Ray cluster ({exc})") from None
     task = ray.remote(run_cell)
     config_ref = ray.put(args[0])
     pending = {task.remote(config_ref, cell, *args[1:]): cid for cid, cell in todo}
