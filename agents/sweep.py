@@ -223,8 +223,10 @@ def _run_ray(todo: list[tuple[str, Cell]], args: tuple, address: str | None, sav
     except ImportError:
         raise ValueError("--backend ray needs Ray: pip install '.[ray]'") from None
     if not ray.is_initialized():
-        if address is None:  # a local Ray for this sweep; no dashboard, no worker logs in the terminal
-            ray.init(include_dashboard=False, log_to_driver=False)
+        if address is None:
+            # A new local Ray for this sweep ("local": never a cluster some earlier `ray start` left behind);
+            # no dashboard, no worker logs in the terminal.
+            ray.init(address="local", include_dashboard=False, log_to_driver=False)
         else:  # an existing cluster ("auto", "HEAD:6379" or "ray://HEAD:10001"), as it is configured
             try:
                 ray.init(address=address)

@@ -73,7 +73,8 @@ def test_process_pool_and_ray_give_the_same_table(tiny, tmp_path):
     cells = grid_cells(GRID)
     local = run_sweep(tiny, cells, SPECS, 60, [5, 6], tmp_path / "local", log=lambda _: None)
     pooled = run_sweep(tiny, cells, SPECS, 60, [5, 6], tmp_path / "pool", workers=2, log=lambda _: None)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)  # a local Ray cluster, for this test only
+    # a new local Ray cluster for this test only (not any cluster left running on the machine)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         on_ray = run_sweep(tiny, cells, SPECS, 60, [5, 6], tmp_path / "ray", backend="ray", log=lambda _: None)
     finally:
