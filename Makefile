@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -c constraints.txt -e ".[dev,ray]"  # ray: the sweep test runs a local Ray cluster
 	touch $@
 
 setup: $(VENV)/.installed
