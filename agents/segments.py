@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 import envs
-from agents.evaluation import CHARGED_OFF, M3PLUS_BUCKETS, portfolio_seed
+from agents.cohort import CHARGED_OFF, M3PLUS_BUCKETS
+from agents.evaluation import portfolio_seed
 from agents.policies import Policy, is_continuous, obs_index
 from envs.config import Config
 
