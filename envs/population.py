@@ -113,6 +113,9 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.target_balance[idx] = target * line
     state.line_response[idx] = beh.max_line_response * constraint
     state.adapted_line[idx] = line
+    state.slow_adapted_line[idx] = line
+    state.distress[idx] = 0.0  # approved applicants are not in distress
+    state.distress_onset[idx] = np.minimum(dflt.distress_onset_rate * np.exp(dflt.distress_risk_slope * risk), 1.0)
     state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
     state.burden_per_cny[idx] = burden_per_cny
     # Outside a balloon month what is due is (monthly rate + scheduled share) x balance, so utilisation
@@ -141,6 +144,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.months_to_balloon[idx] = p.first_balloon[mode]
     state.missed_payments[idx] = 0.0
     state.score[idx] = score
+    state.utilisation_average[idx] = 0.0
     for lag in state.payment_ratios:  # one row at a time: a 2-D fancy assignment is several times slower
         lag[idx] = 1.0
     state.provision[idx] = 0.0  # the first month books the allowance on the new line
