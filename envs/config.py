@@ -149,6 +149,7 @@ class DefaultConfig(_Section):
     stress_effect: float
     job_loss_rate: Probability  # per month, normal regime
     job_loss_multiplier: dict[Literal["young", "thin_file", "lower_tier"], NonNegativeFloat]
+    job_loss_risk_slope: float  # log change of the job-loss rate per sd of latent risk
     reemployment_rate: Probability
     # Financial distress: a hidden state in [0, 1] that starts with a job loss or another shock (income
     # shock, over-borrowing across platforms), deepens month by month and lifts the miss hazard, while the
@@ -158,7 +159,8 @@ class DefaultConfig(_Section):
     distress_ramp: Annotated[float, Field(gt=0.0, le=1.0)]  # distress added each month while distressed
     distress_recovery_rate: Probability  # monthly chance that a distressed borrower in work recovers
     distress_effect: float  # miss-logit increase at full distress
-    distress_draw: Probability  # share of the gap from target balance to the line drawn at full distress
+    distress_draw: NonNegativeFloat  # share of the gap from target balance to the line drawn per unit of
+    # distress (the whole gap at most)
 
 
 class MacroConfig(_Section):
@@ -176,6 +178,7 @@ class MacroConfig(_Section):
 class DelinquencyConfig(_Section):
     cure_rates: tuple[Probability, Probability, Probability, Probability, Probability]  # from M1..M5
     unemployed_cure_factor: Probability
+    distressed_cure_factor: Probability  # cure probability multiplier at full distress (linear in distress)
     recovery_rate: Probability
 
 

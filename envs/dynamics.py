@@ -30,6 +30,7 @@ SCORE_POINTS_PER_LOGIT = 100.0  # behaviour-score points per unit of the scoreca
 _SCORE_CENTRE_UTILISATION = 0.5
 _SCORE_CENTRE_PAYMENT = 0.5
 NON_ACCRUAL_MONTHS = 3  # no interest or fees from 90 days past due (DOMAIN: IFRS 9 stage 3, lenders' practice)
+FULL_LINE = 0.9  # a borrower using this share of the line or more does not close the account (assumption)
 CLOSING_PAYOFF = 100.0  # [CNY] a closing account pays off a balance this small at once (assumption)
 
 
@@ -191,7 +192,7 @@ def step(
     # The distressed borrow toward the line, as far as their distress goes (DOMAIN: Qi 2009, drawdown
     # before default).
     gap = line[troubled] - target[troubled]
-    target[troubled] += np.maximum(gap, 0.0) * (dflt.distress_draw * distress)
+    target[troubled] += np.maximum(gap, 0.0) * np.minimum(dflt.distress_draw * distress, 1.0)
     noise = u[2] * (2 * beh.balance_noise)  # uniform on +-balance_noise x line
     noise -= beh.balance_noise
     noise = noise * line  # [CNY], float64 from here on
@@ -200,6 +201,7 @@ def step(
     wanted += balance
     wanted += noise
     wanted[first] = target[first] + noise[first]  # new accounts draw their target at once
+    wanted[troubled] = target[troubled] + noise[troubled]  # so do the distressed: they need the money now
     # No prepayment by the distressed, nor of a balance above a cut line: they pay what is due and no more
     # (DOMAIN: CFPB, balances stay near the new line), so a cut caps exposure and does not buy repayment.
     over_limit = np.flatnonzero(balance > line)
@@ -209,7 +211,8 @@ def step(
     np.minimum(wanted, upper, out=wanted)
     _clip_below_(wanted, 0.0)
     # Accounts being closed draw nothing and run their balance off (at least what is due, and the
-    # adjustment rate of the rest), exposed to default until it is paid.
+    # adjustment rate of the rest), exposed to default until it is paid. (Only borrowers who can do without
+    # the credit decide to close: not the distressed, nor those using the whole line, step 8.)
     closing = np.flatnonzero(s.closing)
     wanted[closing] = np.minimum(floor[closing], balance[closing] * (1 - beh.balance_adjust_rate))
     drawn = wanted - floor
@@ -225,7 +228,7 @@ def step(
 
     # Delinquent accounts cure (pay what is overdue) or roll one bucket; the out-of-work cure less.
     mpd_late = mpd[late]
-    cure_p = p.cure_rate[mpd_late] * np.where(unemployed[late], cfg.delinquency.unemployed_cure_factor, 1.0)
+    cure_p = _cure_probability(p, mpd_late, unemployed[late], s.distress[late])
     cure = u[1][late] < cure_p
     b_late = balance[late]
     # A cure pays the interest, fees and the overdue principal of the missed months.
@@ -260,8 +263,14 @@ def step(
     # A borrower who decides to close stops drawing; the account leaves the book once what is left is
     # small enough to pay off at once (an assumption: CLOSING_PAYOFF CNY), charged off if it defaults first.
     deciding = np.flatnonzero(u[3] < _sigmoid_(logit_close))
+    # Neither the distressed nor a borrower using (nearly) all of the line walks away from it: to leave,
+    # a borrower must be able to do without the credit (assumption; DOMAIN: CFPB, balances stay near a cut line).
     deciding = deciding[
-        ~s.closing[deciding] & ~unemployed[deciding] & (new_mpd[deciding] == 0) & (s.distress[deciding] == 0)
+        ~s.closing[deciding]
+        & ~unemployed[deciding]
+        & (new_mpd[deciding] == 0)
+        & (s.distress[deciding] == 0)
+        & (new_balance[deciding] < FULL_LINE * line[deciding])
     ]
     s.closing[deciding] = True
     closing = np.concatenate((closing, deciding))
@@ -380,7 +389,7 @@ def miss_probability(s: PortfolioState, p: SimParams, stress: bool) -> np.ndarra
     would compute it from the state as it stands (employment and distress as they are now, ignoring the
     month's draws): for a current account with a balance the logistic miss hazard, for a delinquent one
     the probability of not curing (rolling a bucket), 0 for a zero balance."""
-    cfg, dflt = p.config, p.config.default
+    _cfg, dflt = p.config, p.config.default
     balance = s.balance
     logit = s.miss_per_cny * balance.astype(np.float32)  # float32, as in the step
     logit += s.miss_logit_base
@@ -395,9 +404,17 @@ def miss_probability(s: PortfolioState, p: SimParams, stress: bool) -> np.ndarra
     prob[balance <= 0] = 0.0
     mpd = s.months_past_due
     late = (mpd > 0) & (mpd < CHARGE_OFF_MONTHS)
-    cure = p.cure_rate[mpd[late]] * np.where(s.unemployed[late], cfg.delinquency.unemployed_cure_factor, 1.0)
-    prob[late] = 1.0 - cure
+    prob[late] = 1.0 - _cure_probability(p, mpd[late], s.unemployed[late], s.distress[late])
     return prob
+
+
+def _cure_probability(p: SimParams, mpd: np.ndarray, unemployed: np.ndarray, distress: np.ndarray) -> np.ndarray:
+    """Cure probability of delinquent accounts: the bucket's rate, less for the out of work and the
+    distressed (who cannot pay what is overdue)."""
+    dq = p.config.delinquency
+    cure = p.cure_rate[mpd] * np.where(unemployed, dq.unemployed_cure_factor, 1.0)
+    cure *= 1.0 - (1.0 - dq.distressed_cure_factor) * distress
+    return cure
 
 
 def _balloon_accounts(s: PortfolioState, instalment_months: int) -> np.ndarray:

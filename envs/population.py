@@ -108,7 +108,13 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.unemployed[idx] = False  # approved applicants are in work
     state.closing[idx] = False
     segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin  # flat [age, city, thin]
-    state.job_loss_rate[idx] = p.job_loss_rate.ravel()[segment]
+    # Riskier borrowers hold less secure jobs (assumption: job_loss_risk_slope per sd of latent risk). The
+    # segment's part of latent risk is in the segment's rate already; the factor exp(slope x z - slope^2 / 2)
+    # of the individual part z ~ N(0, 1) averages 1, so job_loss_rate stays the segment's average rate.
+    z = risk - p.age_risk[age] - p.city_risk[city] - cfg.population.thin_file_risk * thin
+    slope = dflt.job_loss_risk_slope
+    job_loss = p.job_loss_rate.ravel()[segment] * np.exp(slope * z - 0.5 * slope**2)
+    state.job_loss_rate[idx] = np.minimum(job_loss, 1.0)
     # Constant parts of the monthly hazards and balances (envs.dynamics), computed once per account.
     state.target_balance[idx] = target * line
     state.line_response[idx] = beh.max_line_response * constraint
