@@ -5,6 +5,7 @@ assumption for jd). Uses the same steady-state measurement as scripts/calibratio
 
     python scripts/calibrate.py                 # all presets
     python scripts/calibrate.py --preset douyin
+    python scripts/calibrate.py --preset my_preset.yaml
 """
 
 from __future__ import annotations
@@ -22,12 +23,12 @@ from envs.config import ConfigError, available_presets, load_config  # noqa: E40
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", action="append", help="preset to fit (repeatable; default: all)")
+    parser.add_argument("--preset", action="append", help="preset name or YAML path (repeatable; default: all)")
     args = parser.parse_args(argv)
     presets = args.preset or available_presets()
     try:
-        for name in tqdm(presets, desc="fitting"):
-            cfg = load_config(name)
+        configs = {name: load_config(name) for name in presets}  # all valid before the long fit starts
+        for name, cfg in tqdm(configs.items(), desc="fitting"):
             value, result = fit_risk_intercept(cfg, cfg.env.m3plus_cap)
             tqdm.write(
                 f"{name}: default.risk_intercept = {value}  (M3+ {result.m3plus_rate:.2%}, "
