@@ -131,8 +131,8 @@ def step(
     unemployed[was_jobless] = u[0][was_jobless] >= find
     s.unemployed = unemployed
     jobless = np.flatnonzero(unemployed)
-    _update_distress(s, u[0], job_loss, unemployed, dflt.distress_ramp, dflt.distress_recovery_rate)
-    troubled = np.flatnonzero(s.distress)  # distressed accounts (a few percent)
+    # distressed accounts (a few percent)
+    troubled = _update_distress(s, u[0], job_loss, unemployed, dflt.distress_ramp, dflt.distress_recovery_rate)
     distress = s.distress[troubled]
 
     # 3. Interest on the opening balance; overdue balances pay the penalty rate on top.
@@ -343,18 +343,20 @@ def step(
 
 def _update_distress(
     s: PortfolioState, u: np.ndarray, job_loss: np.ndarray, unemployed: np.ndarray, ramp: float, recovery: float
-) -> None:
+) -> np.ndarray:
     """Distress deepens by ``ramp`` a month until it passes (a borrower in work recovers with probability
     ``recovery``); a job loss or another shock starts it. One uniform serves job loss (u < job_loss), other
-    shocks (u < job_loss + onset), recovery (u >= 1 - recovery): disjoint events, no extra draw."""
+    shocks (u < job_loss + onset), recovery (u >= 1 - recovery): disjoint events, no extra draw.
+    Returns the indices of the accounts in distress after the update (in no particular order)."""
     troubled = np.flatnonzero(s.distress)
-    if troubled.size:
-        deeper = np.minimum(s.distress[troubled] + np.float32(ramp), np.float32(1.0))
-        recovered = (u[troubled] >= 1.0 - recovery) & ~unemployed[troubled]
-        deeper[recovered] = 0.0
-        s.distress[troubled] = deeper
+    deeper = np.minimum(s.distress[troubled] + np.float32(ramp), np.float32(1.0))
+    recovered = (u[troubled] >= 1.0 - recovery) & ~unemployed[troubled]
+    deeper[recovered] = 0.0
+    s.distress[troubled] = deeper
     shocked = np.flatnonzero(u < job_loss + s.distress_onset)
-    s.distress[shocked] = np.maximum(s.distress[shocked], np.float32(ramp))
+    fresh = shocked[s.distress[shocked] == 0]  # (those still distressed deepen, not restart)
+    s.distress[fresh] = np.float32(ramp)
+    return np.concatenate((troubled[~recovered], fresh))
 
 
 def _behaviour_score(s: PortfolioState, balance: np.ndarray, acc: AccountingConfig) -> np.ndarray:
@@ -377,7 +379,8 @@ def _behaviour_score(s: PortfolioState, balance: np.ndarray, acc: AccountingConf
     paid *= np.float32(acc.score_payment_effect / len(s.payment_ratios))
     logit += paid
     logit += np.float32(acc.score_history_effect) * s.missed_payments
-    logit += np.float32(acc.score_tenure_effect) * s.months_on_book  # (before this month's increment)
+    # (months on book before this month's increment; multiplied in float32, not via a float64 cast)
+    logit += np.multiply(s.months_on_book, np.float32(acc.score_tenure_effect), dtype=np.float32)
     logit -= np.float32(acc.score_payment_effect * _SCORE_CENTRE_PAYMENT)
     logit *= np.float32(-SCORE_POINTS_PER_LOGIT)
     logit += s.origination_score
