@@ -127,12 +127,15 @@ def step(
     job_loss = s.job_loss_rate * mac.stress_job_loss_multiplier if stress else s.job_loss_rate
     find = dflt.reemployment_rate * (mac.stress_reemployment_multiplier if stress else 1.0)
     was_jobless = np.flatnonzero(s.unemployed)  # a few percent
-    unemployed = u[0] < job_loss
+    # A shock (u < job loss + other onset) is rare: one scan finds it, job losses are the shocks below job_loss.
+    shocked = np.flatnonzero(u[0] < (job_loss + s.distress_onset if stress else s.shock_rate))
+    unemployed = np.zeros(n, dtype=bool)
+    unemployed[shocked] = u[0][shocked] < job_loss[shocked]
     unemployed[was_jobless] = u[0][was_jobless] >= find
     s.unemployed = unemployed
     jobless = np.flatnonzero(unemployed)
     # distressed accounts (a few percent)
-    troubled = _update_distress(s, u[0], job_loss, unemployed, dflt.distress_ramp, dflt.distress_recovery_rate)
+    troubled = _update_distress(s, u[0], shocked, unemployed, dflt.distress_ramp, dflt.distress_recovery_rate)
     distress = s.distress[troubled]
 
     # 3. Interest on the opening balance; overdue balances pay the penalty rate on top.
@@ -204,9 +207,8 @@ def step(
     wanted[troubled] = target[troubled] + noise[troubled]  # so do the distressed: they need the money now
     # No prepayment by the distressed, nor of a balance above a cut line: they pay what is due and no more
     # (DOMAIN: CFPB, balances stay near the new line), so a cut caps exposure and does not buy repayment.
-    over_limit = np.flatnonzero(balance > line)
-    for keep in (troubled, over_limit):
-        wanted[keep] = np.maximum(wanted[keep], floor[keep])
+    wanted[troubled] = np.maximum(wanted[troubled], floor[troubled])
+    np.maximum(wanted, floor, out=wanted, where=balance > line)  # (after random cuts, too many for a subset)
     upper = np.maximum(line, floor)  # no drawing past the line
     np.minimum(wanted, upper, out=wanted)
     _clip_below_(wanted, 0.0)
@@ -342,18 +344,17 @@ def step(
 
 
 def _update_distress(
-    s: PortfolioState, u: np.ndarray, job_loss: np.ndarray, unemployed: np.ndarray, ramp: float, recovery: float
+    s: PortfolioState, u: np.ndarray, shocked: np.ndarray, unemployed: np.ndarray, ramp: float, recovery: float
 ) -> np.ndarray:
     """Distress deepens by ``ramp`` a month until it passes (a borrower in work recovers with probability
-    ``recovery``); a job loss or another shock starts it. One uniform serves job loss (u < job_loss), other
-    shocks (u < job_loss + onset), recovery (u >= 1 - recovery): disjoint events, no extra draw.
-    Returns the indices of the accounts in distress after the update (in no particular order)."""
+    ``recovery``); a job loss or another shock (the accounts ``shocked``) starts it. One uniform serves job
+    loss (u < job_loss), other shocks (u < job_loss + onset), recovery (u >= 1 - recovery): disjoint events,
+    no extra draw. Returns the indices of the accounts in distress after the update (in no particular order)."""
     troubled = np.flatnonzero(s.distress)
     deeper = np.minimum(s.distress[troubled] + np.float32(ramp), np.float32(1.0))
     recovered = (u[troubled] >= 1.0 - recovery) & ~unemployed[troubled]
     deeper[recovered] = 0.0
     s.distress[troubled] = deeper
-    shocked = np.flatnonzero(u < job_loss + s.distress_onset)
     fresh = shocked[s.distress[shocked] == 0]  # (those still distressed deepen, not restart)
     s.distress[fresh] = np.float32(ramp)
     return np.concatenate((troubled[~recovered], fresh))
@@ -366,25 +367,29 @@ def _behaviour_score(s: PortfolioState, balance: np.ndarray, acc: AccountingConf
     and sizes). Updates ``s.utilisation_average`` in place; returns a new float32 array."""
     # Utilisation of the line granted at origination, as in the miss hazard: the lender's own line changes
     # do not move the score (a raise does not make anyone safer); clipped at a full line.
+    points = -SCORE_POINTS_PER_LOGIT  # score points per unit of the scorecard logit (down is riskier)
     util = np.empty(len(s), dtype=np.float32)
     np.divide(balance, s.origination_line, out=util, casting="unsafe")
     np.clip(util, 0.0, 1.0, out=util)
     trend = util - s.utilisation_average
-    s.utilisation_average += np.float32(acc.score_trend_memory) * trend
-    logit = util - np.float32(_SCORE_CENTRE_UTILISATION)
-    logit *= np.float32(acc.score_utilisation_effect)
-    trend *= np.float32(acc.score_trend_effect)
-    logit += trend
-    paid = s.payment_ratios.sum(axis=0)
-    paid *= np.float32(acc.score_payment_effect / len(s.payment_ratios))
-    logit += paid
-    logit += np.float32(acc.score_history_effect) * s.missed_payments
+    scratch = np.multiply(trend, np.float32(acc.score_trend_memory))
+    s.utilisation_average += scratch
+    score = util  # util is not needed again: the score is built in its place, in points
+    score *= np.float32(points * acc.score_utilisation_effect)
+    trend *= np.float32(points * acc.score_trend_effect)
+    score += trend
+    np.sum(s.payment_ratios, axis=0, out=scratch)
+    scratch *= np.float32(points * acc.score_payment_effect / len(s.payment_ratios))
+    score += scratch
+    np.multiply(s.missed_payments, np.float32(points * acc.score_history_effect), out=scratch)
+    score += scratch
     # (months on book before this month's increment; multiplied in float32, not via a float64 cast)
-    logit += np.multiply(s.months_on_book, np.float32(acc.score_tenure_effect), dtype=np.float32)
-    logit -= np.float32(acc.score_payment_effect * _SCORE_CENTRE_PAYMENT)
-    logit *= np.float32(-SCORE_POINTS_PER_LOGIT)
-    logit += s.origination_score
-    return np.clip(logit, SCORE_RANGE[0], SCORE_RANGE[1], out=logit)
+    np.multiply(s.months_on_book, np.float32(points * acc.score_tenure_effect), out=scratch, dtype=np.float32)
+    score += scratch
+    centre = acc.score_utilisation_effect * _SCORE_CENTRE_UTILISATION + acc.score_payment_effect * _SCORE_CENTRE_PAYMENT
+    score += s.origination_score
+    score -= np.float32(points * centre)
+    return np.clip(score, SCORE_RANGE[0], SCORE_RANGE[1], out=score)
 
 
 def miss_probability(s: PortfolioState, p: SimParams, stress: bool) -> np.ndarray:

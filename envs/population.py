@@ -122,6 +122,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.slow_adapted_line[idx] = line
     state.distress[idx] = 0.0  # approved applicants are not in distress
     state.distress_onset[idx] = np.minimum(dflt.distress_onset_rate * np.exp(dflt.distress_risk_slope * risk), 1.0)
+    state.shock_rate[idx] = state.job_loss_rate[idx] + state.distress_onset[idx]  # (float32, as the step adds)
     state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
     state.burden_per_cny[idx] = burden_per_cny
     # Outside a balloon month what is due is (monthly rate + scheduled share) x balance, so utilisation

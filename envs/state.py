@@ -30,6 +30,7 @@ class PortfolioState:
     slow_adapted_line: np.ndarray  # [CNY] the same, slow part (Aydin 2022: the response grows for years)
     distress: np.ndarray  # financial distress, 0 none .. 1 full (job loss, income shock, over-borrowing)
     distress_onset: np.ndarray  # monthly probability of a distress shock other than job loss
+    shock_rate: np.ndarray  # job_loss_rate + distress_onset: probability of a shock in the normal regime
     unemployed: np.ndarray  # bool
     closing: np.ndarray  # bool, the borrower has decided to close: no new drawing, the balance runs off
     job_loss_rate: np.ndarray  # monthly, normal regime
@@ -80,6 +81,7 @@ class PortfolioState:
             slow_adapted_line=floats(),
             distress=hazard(),
             distress_onset=hazard(),
+            shock_rate=hazard(),
             unemployed=np.zeros(n, bool),
             closing=np.zeros(n, bool),
             job_loss_rate=hazard(),

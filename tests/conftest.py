@@ -102,6 +102,7 @@ def check_state(config: Config, s: PortfolioState) -> None:
     assert np.all((s.job_loss_rate >= 0.0) & (s.job_loss_rate <= 1.0))
     assert np.all((s.distress >= 0.0) & (s.distress <= 1.0)), f"distress outside [0, 1]: {s.distress.max()}"
     assert np.all((s.distress_onset >= 0.0) & (s.distress_onset <= 1.0))
+    np.testing.assert_array_equal(s.shock_rate, s.job_loss_rate + s.distress_onset, err_msg="stale shock rate")
     assert np.all(s.adapted_line >= s.origination_line) and np.all(s.slow_adapted_line >= s.origination_line), (
         "the adapted line fell below the origination line: a cut was adapted to"
     )

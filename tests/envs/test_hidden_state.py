@@ -53,6 +53,7 @@ def test_miss_probability_is_the_steps_hazard():
     sim = _seasoned(config)
     s = sim.state
     s.distress_onset[:] = 0.0  # no new shocks this month
+    s.shock_rate[:] = s.job_loss_rate  # (job loss is 0 already)
     current = (s.months_past_due == 0) & (s.balance > 0)
     prob = sim.hidden_state()["miss_probability"]
     draw = monthly_uniforms(s.key, s.months_on_book)[1]
