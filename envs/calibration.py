@@ -157,6 +157,7 @@ def fit_parameter(
             low = mid
         else:
             high = mid
+    assert result is not None  # (the loop runs at least once)
     return mid, result
 
 
