@@ -125,24 +125,40 @@ def _accumulate(sim: Simulator, sums: dict[str, float], months: int, burn_in: in
 def fit_risk_intercept(
     config: Config, target_m3plus: float, low: float = -9.0, high: float = -1.0, tolerance: float = 2e-4, **kwargs
 ) -> tuple[float, SteadyState]:
-    """Bisect ``default.risk_intercept`` until the steady-state M3+ rate is within ``tolerance`` of the target.
+    """Bisect ``default.risk_intercept`` until the steady-state M3+ rate is within ``tolerance`` of the target."""
+    return fit_parameter(config, target_m3plus, "default.risk_intercept", low, high, tolerance, 3, **kwargs)
 
-    The M3+ rate rises with the intercept (every account misses more often), so bisection converges; the
-    same seed is used at every step so the comparison is between parameters, not draws.
+
+def fit_parameter(
+    config: Config,
+    target_m3plus: float,
+    key: str = "default.distress_onset_rate",
+    low: float = 0.0,
+    high: float = 0.01,
+    tolerance: float = 2e-4,
+    digits: int = 5,
+    **kwargs,
+) -> tuple[float, SteadyState]:
+    """Bisect the config value ``key`` until the steady-state M3+ rate is within ``tolerance`` of the target.
+
+    The value must raise the M3+ rate as it grows (the distress onset rate and the miss intercept do), so
+    bisection converges; the same seed is used at every step so the comparison is between parameters, not
+    draws. Returns the value rounded to ``digits`` decimals and its steady state.
     """
     from envs.config import resolve_config
 
     result = None
     for _ in range(30):
-        mid = 0.5 * (low + high)
-        result = steady_state(resolve_config(config, {"default.risk_intercept": round(mid, 3)}), **kwargs)
+        mid = round(0.5 * (low + high), digits)
+        result = steady_state(resolve_config(config, {key: mid}), **kwargs)
         if abs(result.m3plus_rate - target_m3plus) <= tolerance:
             break
         if result.m3plus_rate < target_m3plus:
             low = mid
         else:
             high = mid
-    return round(mid, 3), result
+    assert result is not None  # (the loop runs at least once)
+    return mid, result
 
 
 class LineResponse(NamedTuple):

@@ -168,6 +168,10 @@ class BehaviourConfig(_Section):
     constraint_risk_slope: float
     constraint_need_slope: float
     balance_noise: NonNegativeFloat  # monthly noise in the balance [share of line]
+    # The line the borrower has adjusted to has a fast and a slow part (Aydin 2022: the response grows for
+    # years); both follow raises only: a cut caps the balance, it does not lower what the borrower wants.
+    slow_line_adapt_rate: Probability  # monthly adaptation of the slow part
+    slow_response_share: Probability  # share of the long-run response that comes through the slow part
 
 
 class DefaultConfig(_Section):
@@ -182,7 +186,18 @@ class DefaultConfig(_Section):
     stress_effect: float
     job_loss_rate: Probability  # per month, normal regime
     job_loss_multiplier: dict[Literal["young", "thin_file", "lower_tier"], NonNegativeFloat]
+    job_loss_risk_slope: float  # log change of the job-loss rate per sd of latent risk
     reemployment_rate: Probability
+    # Financial distress: a hidden state in [0, 1] that starts with a job loss or another shock (income
+    # shock, over-borrowing across platforms), deepens month by month and lifts the miss hazard, while the
+    # borrower draws toward the line and pays only what is due (envs.dynamics).
+    distress_onset_rate: Probability  # monthly onset of a shock other than job loss, latent risk 0
+    distress_risk_slope: float  # log change of that onset rate per sd of latent risk
+    distress_ramp: Annotated[float, Field(gt=0.0, le=1.0)]  # distress added each month while distressed
+    distress_recovery_rate: Probability  # monthly chance that a distressed borrower in work recovers
+    distress_effect: float  # miss-logit increase at full distress
+    distress_draw: NonNegativeFloat  # share of the gap from target balance to the line drawn per unit of
+    # distress (the whole gap at most)
 
 
 class MacroConfig(_Section):
@@ -200,6 +215,7 @@ class MacroConfig(_Section):
 class DelinquencyConfig(_Section):
     cure_rates: tuple[Probability, Probability, Probability, Probability, Probability]  # from M1..M5
     unemployed_cure_factor: Probability
+    distressed_cure_factor: Probability  # cure probability multiplier at full distress (linear in distress)
     recovery_rate: Probability
 
 
@@ -221,6 +237,14 @@ class AccountingConfig(_Section):
     pd_stage1_slope: float  # logit change per 100 score points below score_center
     pd_stage2: tuple[Probability, Probability]  # 12-month PD in M1, M2
     reference_balance: PositiveFloat  # [CNY] denominator of the per-account cost signal
+    # The lender's behaviour scorecard (envs.dynamics): the origination score moved each month by a
+    # behaviour logit, at 100 points per logit unit (the scale of pd_stage1_slope = 1).
+    score_utilisation_effect: float  # logit per unit of utilisation (balance / current line)
+    score_trend_effect: float  # logit per unit of utilisation above its recent average
+    score_trend_memory: Probability  # monthly weight of the newest month in that average
+    score_payment_effect: float  # logit per unit of the mean share of the statement paid (3 months)
+    score_history_effect: float  # logit per remembered missed payment
+    score_tenure_effect: float  # logit per month on book
 
 
 class EnvConfig(_Section):

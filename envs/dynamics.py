@@ -1,10 +1,12 @@
 """One month of a revolving credit portfolio, for every account at once.
 
-Order within a month: the lender sets the line; jobs are lost and found; interest accrues on the opening
-balance; each account pays (or misses) what it owes and draws toward its target balance; delinquent
-accounts cure or roll a bucket, and are charged off at 6 months past due; content current accounts may
-close; the book is valued. No Python loop over accounts; every random number comes from the account's
-counter-based stream, so one account's month does not depend on which others share the batch.
+Order within a month: the lender sets the line; jobs are lost and found, and financial distress sets in,
+deepens or passes; interest accrues on the opening balance (not on accounts at M3+: non-accrual); each
+account pays (or misses) what it owes and draws toward its target balance (the distressed toward the line);
+delinquent accounts cure or roll a bucket, and are charged off at 6 months past due; content current
+accounts may close; the lender's behaviour score updates; the book is valued. No Python loop over
+accounts; every random number comes from the account's counter-based stream, so one account's month does
+not depend on which others share the batch.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from envs.accounting import expected_loss
-from envs.config import CHARGE_OFF_MONTHS
+from envs.config import CHARGE_OFF_MONTHS, AccountingConfig
 from envs.params import SimParams
 from envs.population import SCORE_RANGE
 from envs.random_stream import MONTHLY_STRIDE, monthly_uniforms_at
@@ -22,7 +24,13 @@ from envs.state import PortfolioState
 
 _MISSED_PAYMENT_MEMORY = 0.9  # monthly decay of the missed-payment count (assumption: ~10-month memory)
 _SCORE_PER_BUCKET = 60.0  # behaviour-score points lost per month past due (assumption)
-_SCORE_PER_MISS = 30.0  # points lost per remembered missed payment (assumption)
+SCORE_POINTS_PER_LOGIT = 100.0  # behaviour-score points per unit of the scorecard's logit (pd_stage1_slope = 1)
+# The scorecard's logit is taken relative to an account at 50% utilisation paying half its statement
+# (assumption: a centre, so that the score keeps the origination score's scale).
+_SCORE_CENTRE_UTILISATION = 0.5
+_SCORE_CENTRE_PAYMENT = 0.5
+NON_ACCRUAL_MONTHS = 3  # no interest or fees from 90 days past due (DOMAIN: IFRS 9 stage 3, lenders' practice)
+FULL_LINE = 0.9  # a borrower using this share of the line or more does not close the account (assumption)
 CLOSING_PAYOFF = 100.0  # [CNY] a closing account pays off a balance this small at once (assumption)
 
 
@@ -103,23 +111,39 @@ def step(
     cut = line < old_line
     cut[first] = False  # a cut before the first month is a lower starting line, not one lived through
     s.line = line
-    s.adapted_line += beh.line_adapt_rate * (line - s.adapted_line)
+    # The borrower adjusts to a raise, fast and slowly (Aydin 2022); a cut is not adjusted to: the borrower
+    # still wants the balance and the new line caps it (DOMAIN: CFPB, utilisation above 90% after a cut).
+    up = line - s.adapted_line
+    _clip_below_(up, 0.0)
+    up *= beh.line_adapt_rate
+    s.adapted_line += up
+    np.subtract(line, s.slow_adapted_line, out=up)
+    _clip_below_(up, 0.0)
+    up *= beh.slow_line_adapt_rate
+    s.slow_adapted_line += up
 
     # 2. Jobs are lost and found; stress raises losses and slows re-employment.
     mac = cfg.macro
     job_loss = s.job_loss_rate * mac.stress_job_loss_multiplier if stress else s.job_loss_rate
     find = dflt.reemployment_rate * (mac.stress_reemployment_multiplier if stress else 1.0)
     was_jobless = np.flatnonzero(s.unemployed)  # a few percent
-    unemployed = u[0] < job_loss
+    # A shock (u < job loss + other onset) is rare: one scan finds it, job losses are the shocks below job_loss.
+    shocked = np.flatnonzero(u[0] < (job_loss + s.distress_onset if stress else s.shock_rate))
+    unemployed = np.zeros(n, dtype=bool)
+    unemployed[shocked] = u[0][shocked] < job_loss[shocked]
     unemployed[was_jobless] = u[0][was_jobless] >= find
     s.unemployed = unemployed
     jobless = np.flatnonzero(unemployed)
+    # distressed accounts (a few percent)
+    troubled = _update_distress(s, u[0], shocked, unemployed, dflt.distress_ramp, dflt.distress_recovery_rate)
+    distress = s.distress[troubled]
 
     # 3. Interest on the opening balance; overdue balances pay the penalty rate on top.
     balance = s.balance
     mpd = s.months_past_due
     late = np.flatnonzero(mpd > 0)  # delinquent accounts (a few percent); a bool mask scans 5x faster
     interest = balance * s.monthly_rate
+    interest[late[mpd[late] >= NON_ACCRUAL_MONTHS]] = 0.0  # non-accrual: nothing accrues, nothing is booked
     interest_late = interest[late]
     fees_late = interest_late * (prod.penalty_rate_multiplier - 1)
     fees = np.zeros(n)
@@ -147,6 +171,7 @@ def step(
     logit += s.miss_logit_base
     logit += dflt.history_effect * s.missed_payments
     logit[jobless] += dflt.unemployed_effect
+    logit[troubled] += dflt.distress_effect * distress
     if balloon.size:
         logit[balloon] += s.burden_per_cny[balloon] * balance[balloon]
     if stress:
@@ -160,10 +185,17 @@ def step(
     # a share of any change in the line they have adapted to, as large as the borrower is credit-constrained
     # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up), up to
     # their need for credit: no one borrows past it (need_headroom caps the extra).
-    target = s.adapted_line - s.origination_line
+    # (the fast and the slow part of the adapted line, weighted by slow_response_share)
+    target = s.adapted_line * (1.0 - beh.slow_response_share)
+    target += beh.slow_response_share * s.slow_adapted_line
+    target -= s.origination_line
     target *= s.line_response
     np.minimum(target, s.need_headroom, out=target)
     target += s.target_balance
+    # The distressed borrow toward the line, as far as their distress goes (DOMAIN: Qi 2009, drawdown
+    # before default).
+    gap = line[troubled] - target[troubled]
+    target[troubled] += np.maximum(gap, 0.0) * np.minimum(dflt.distress_draw * distress, 1.0)
     noise = u[2] * (2 * beh.balance_noise)  # uniform on +-balance_noise x line
     noise -= beh.balance_noise
     noise = noise * line  # [CNY], float64 from here on
@@ -172,11 +204,17 @@ def step(
     wanted += balance
     wanted += noise
     wanted[first] = target[first] + noise[first]  # new accounts draw their target at once
+    wanted[troubled] = target[troubled] + noise[troubled]  # so do the distressed: they need the money now
+    # No prepayment by the distressed, nor of a balance above a cut line: they pay what is due and no more
+    # (DOMAIN: CFPB, balances stay near the new line), so a cut caps exposure and does not buy repayment.
+    wanted[troubled] = np.maximum(wanted[troubled], floor[troubled])
+    np.maximum(wanted, floor, out=wanted, where=balance > line)  # (after random cuts, too many for a subset)
     upper = np.maximum(line, floor)  # no drawing past the line
     np.minimum(wanted, upper, out=wanted)
     _clip_below_(wanted, 0.0)
     # Accounts being closed draw nothing and run their balance off (at least what is due, and the
-    # adjustment rate of the rest), exposed to default until it is paid.
+    # adjustment rate of the rest), exposed to default until it is paid. (Only borrowers who can do without
+    # the credit decide to close: not the distressed, nor those using the whole line, step 8.)
     closing = np.flatnonzero(s.closing)
     wanted[closing] = np.minimum(floor[closing], balance[closing] * (1 - beh.balance_adjust_rate))
     drawn = wanted - floor
@@ -192,7 +230,7 @@ def step(
 
     # Delinquent accounts cure (pay what is overdue) or roll one bucket; the out-of-work cure less.
     mpd_late = mpd[late]
-    cure_p = p.cure_rate[mpd_late] * np.where(unemployed[late], cfg.delinquency.unemployed_cure_factor, 1.0)
+    cure_p = _cure_probability(p, mpd_late, unemployed[late], s.distress[late])
     cure = u[1][late] < cure_p
     b_late = balance[late]
     # A cure pays the interest, fees and the overdue principal of the missed months.
@@ -227,7 +265,15 @@ def step(
     # A borrower who decides to close stops drawing; the account leaves the book once what is left is
     # small enough to pay off at once (an assumption: CLOSING_PAYOFF CNY), charged off if it defaults first.
     deciding = np.flatnonzero(u[3] < _sigmoid_(logit_close))
-    deciding = deciding[~s.closing[deciding] & ~unemployed[deciding] & (new_mpd[deciding] == 0)]
+    # Neither the distressed nor a borrower using (nearly) all of the line walks away from it: to leave,
+    # a borrower must be able to do without the credit (assumption; DOMAIN: CFPB, balances stay near a cut line).
+    deciding = deciding[
+        ~s.closing[deciding]
+        & ~unemployed[deciding]
+        & (new_mpd[deciding] == 0)
+        & (s.distress[deciding] == 0)
+        & (new_balance[deciding] < FULL_LINE * line[deciding])
+    ]
     s.closing[deciding] = True
     closing = np.concatenate((closing, deciding))
     leaving = closing[(new_mpd[closing] == 0) & (new_balance[closing] <= CLOSING_PAYOFF)]
@@ -242,11 +288,6 @@ def step(
     s.missed_payments *= _MISSED_PAYMENT_MEMORY
     s.missed_payments[missed] += 1.0
     behind = np.concatenate((missed, late[mpd_after > 0]))  # past due at month end (charged off included)
-    # The origination score is at most the top of the range and only loses points: clip from below.
-    score = s.missed_payments * -_SCORE_PER_MISS
-    score += s.origination_score
-    score[behind] -= _SCORE_PER_BUCKET * new_mpd[behind]
-    s.score = _clip_below_(score, SCORE_RANGE[0])
     # Share of the statement paid; a micro-fen added to both sides makes "nothing owed" a ratio of 1.
     statement[late] += fees_late
     statement += 1e-9
@@ -255,6 +296,9 @@ def step(
     s.payment_ratios[2] = s.payment_ratios[1]
     s.payment_ratios[1] = s.payment_ratios[0]
     np.clip(ratio, 0.0, 1.0, out=s.payment_ratios[0])  # (0 guards a -1e-13 rounding of a zero payment)
+    s.score = _behaviour_score(s, new_balance, acc)
+    s.score[behind] -= _SCORE_PER_BUCKET * new_mpd[behind]
+    _clip_below_(s.score, SCORE_RANGE[0])
 
     # 10. The month's accounts.
     provision = expected_loss(p, new_mpd, s.score, new_balance, line, behind)
@@ -297,6 +341,88 @@ def step(
     return MonthResult(
         reward, components, revenue, cost, terminated, truncated, charged_off, closed, drawn, repaid, balance
     )
+
+
+def _update_distress(
+    s: PortfolioState, u: np.ndarray, shocked: np.ndarray, unemployed: np.ndarray, ramp: float, recovery: float
+) -> np.ndarray:
+    """Distress deepens by ``ramp`` a month until it passes (a borrower in work recovers with probability
+    ``recovery``); a job loss or another shock (the accounts ``shocked``) starts it. One uniform serves job
+    loss (u < job_loss), other shocks (u < job_loss + onset), recovery (u >= 1 - recovery): disjoint events,
+    no extra draw. Returns the indices of the accounts in distress after the update (in no particular order)."""
+    troubled = np.flatnonzero(s.distress)
+    deeper = np.minimum(s.distress[troubled] + np.float32(ramp), np.float32(1.0))
+    recovered = (u[troubled] >= 1.0 - recovery) & ~unemployed[troubled]
+    deeper[recovered] = 0.0
+    s.distress[troubled] = deeper
+    fresh = shocked[s.distress[shocked] == 0]  # (those still distressed deepen, not restart)
+    s.distress[fresh] = np.float32(ramp)
+    return np.concatenate((troubled[~recovered], fresh))
+
+
+def _behaviour_score(s: PortfolioState, balance: np.ndarray, acc: AccountingConfig) -> np.ndarray:
+    """The lender's behaviour score from what it observes: the origination score moved by a scorecard logit
+    of utilisation (level and rise above its recent average), the share of statements paid, remembered
+    missed payments and months on book (DOMAIN: Alfonso-Sanchez et al. 2024 for the coefficients' signs
+    and sizes). Updates ``s.utilisation_average`` in place; returns a new float32 array."""
+    # Utilisation of the line granted at origination, as in the miss hazard: the lender's own line changes
+    # do not move the score (a raise does not make anyone safer); clipped at a full line.
+    points = -SCORE_POINTS_PER_LOGIT  # score points per unit of the scorecard logit (down is riskier)
+    util = np.empty(len(s), dtype=np.float32)
+    np.divide(balance, s.origination_line, out=util, casting="unsafe")
+    np.clip(util, 0.0, 1.0, out=util)
+    trend = util - s.utilisation_average
+    scratch = np.multiply(trend, np.float32(acc.score_trend_memory))
+    s.utilisation_average += scratch
+    score = util  # util is not needed again: the score is built in its place, in points
+    score *= np.float32(points * acc.score_utilisation_effect)
+    trend *= np.float32(points * acc.score_trend_effect)
+    score += trend
+    np.sum(s.payment_ratios, axis=0, out=scratch)
+    scratch *= np.float32(points * acc.score_payment_effect / len(s.payment_ratios))
+    score += scratch
+    np.multiply(s.missed_payments, np.float32(points * acc.score_history_effect), out=scratch)
+    score += scratch
+    # (months on book before this month's increment; multiplied in float32, not via a float64 cast)
+    np.multiply(s.months_on_book, np.float32(points * acc.score_tenure_effect), out=scratch, dtype=np.float32)
+    score += scratch
+    centre = acc.score_utilisation_effect * _SCORE_CENTRE_UTILISATION + acc.score_payment_effect * _SCORE_CENTRE_PAYMENT
+    score += s.origination_score
+    score -= np.float32(points * centre)
+    return np.clip(score, SCORE_RANGE[0], SCORE_RANGE[1], out=score)
+
+
+def miss_probability(s: PortfolioState, p: SimParams, stress: bool) -> np.ndarray:
+    """The probability that each account misses its next payment if its line is held, as the monthly step
+    would compute it from the state as it stands (employment and distress as they are now, ignoring the
+    month's draws): for a current account with a balance the logistic miss hazard, for a delinquent one
+    the probability of not curing (rolling a bucket), 0 for a zero balance."""
+    _cfg, dflt = p.config, p.config.default
+    balance = s.balance
+    logit = s.miss_per_cny * balance.astype(np.float32)  # float32, as in the step
+    logit += s.miss_logit_base
+    logit += dflt.history_effect * s.missed_payments
+    logit[s.unemployed] += dflt.unemployed_effect
+    logit += dflt.distress_effect * s.distress
+    balloon = (s.months_to_balloon == 1) if p.has_interest_first else np.zeros(len(s), dtype=bool)
+    logit[balloon] += s.burden_per_cny[balloon] * balance[balloon]
+    if stress:
+        logit += dflt.stress_effect
+    prob = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
+    prob[balance <= 0] = 0.0
+    mpd = s.months_past_due
+    late = (mpd > 0) & (mpd < CHARGE_OFF_MONTHS)
+    prob[late] = 1.0 - _cure_probability(p, mpd[late], s.unemployed[late], s.distress[late])
+    return prob
+
+
+def _cure_probability(p: SimParams, mpd: np.ndarray, unemployed: np.ndarray, distress: np.ndarray) -> np.ndarray:
+    """Cure probability of delinquent accounts: the bucket's rate, less for the out of work and the
+    distressed (who cannot pay what is overdue)."""
+    dq = p.config.delinquency
+    cure = p.cure_rate[mpd] * np.where(unemployed, dq.unemployed_cure_factor, 1.0)
+    cure *= 1.0 - (1.0 - dq.distressed_cure_factor) * distress
+    return cure
 
 
 def _balloon_accounts(s: PortfolioState, instalment_months: int) -> np.ndarray:

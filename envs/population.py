@@ -108,11 +108,21 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.unemployed[idx] = False  # approved applicants are in work
     state.closing[idx] = False
     segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin  # flat [age, city, thin]
-    state.job_loss_rate[idx] = p.job_loss_rate.ravel()[segment]
+    # Riskier borrowers hold less secure jobs (assumption: job_loss_risk_slope per sd of latent risk). The
+    # segment's part of latent risk is in the segment's rate already; the factor exp(slope x z - slope^2 / 2)
+    # of the individual part z ~ N(0, 1) averages 1, so job_loss_rate stays the segment's average rate.
+    z = risk - p.age_risk[age] - p.city_risk[city] - cfg.population.thin_file_risk * thin
+    slope = dflt.job_loss_risk_slope
+    job_loss = p.job_loss_rate.ravel()[segment] * np.exp(slope * z - 0.5 * slope**2)
+    state.job_loss_rate[idx] = np.minimum(job_loss, 1.0)
     # Constant parts of the monthly hazards and balances (envs.dynamics), computed once per account.
     state.target_balance[idx] = target * line
     state.line_response[idx] = beh.max_line_response * constraint
     state.adapted_line[idx] = line
+    state.slow_adapted_line[idx] = line
+    state.distress[idx] = 0.0  # approved applicants are not in distress
+    state.distress_onset[idx] = np.minimum(dflt.distress_onset_rate * np.exp(dflt.distress_risk_slope * risk), 1.0)
+    state.shock_rate[idx] = state.job_loss_rate[idx] + state.distress_onset[idx]  # (float32, as the step adds)
     state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
     state.burden_per_cny[idx] = burden_per_cny
     # Outside a balloon month what is due is (monthly rate + scheduled share) x balance, so utilisation
@@ -141,6 +151,7 @@ def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     state.months_to_balloon[idx] = p.first_balloon[mode]
     state.missed_payments[idx] = 0.0
     state.score[idx] = score
+    state.utilisation_average[idx] = 0.0
     for lag in state.payment_ratios:  # one row at a time: a 2-D fancy assignment is several times slower
         lag[idx] = 1.0
     state.provision[idx] = 0.0  # the first month books the allowance on the new line

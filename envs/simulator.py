@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from envs.config import Config
-from envs.dynamics import MonthResult, step
+from envs.dynamics import MonthResult, miss_probability, step
 from envs.params import SimParams
 from envs.population import hidden_traits, originate
 from envs.random_stream import macro_uniform
@@ -64,6 +64,24 @@ class Simulator:
     def hidden_traits(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Latent risk, income, need, revolver, target utilisation and constraint of the accounts at ``idx``."""
         return hidden_traits(self.state, self.params, idx)
+
+    def hidden_state(self, idx: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Everything the lender does not see, for the accounts at ``idx`` (default all), shape ``(n,)`` each:
+        the hidden traits (:meth:`hidden_traits`), ``unemployed`` (bool), ``distress`` (float, 0 none .. 1
+        full), ``distress_onset`` (monthly probability of a shock other than job loss) and
+        ``miss_probability``: the probability that the account misses its next payment at its current
+        balance if the line is held, as the monthly step computes it from the state as it stands (ignoring
+        the month's draws, including the job and distress changes they may bring; for a delinquent account,
+        the probability that it does not cure). Copies: changing them changes nothing.
+        """
+        s = self.state
+        take = (lambda a: a.copy()) if idx is None else (lambda a: a[idx])  # noqa: E731
+        out = self.hidden_traits(idx)
+        out["unemployed"] = take(s.unemployed)
+        out["distress"] = take(s.distress).astype(np.float64)
+        out["distress_onset"] = take(s.distress_onset).astype(np.float64)
+        out["miss_probability"] = take(miss_probability(s, self.params, self.stress))
+        return out
 
     def restart_calendar(self) -> None:
         """Back to calendar month 0 in the normal regime (done when an env is reset with a seed)."""

@@ -26,7 +26,11 @@ class PortfolioState:
     stream: np.ndarray  # uint64, where this month's draws start in the account's stream (random_stream)
     # hidden state (what the lender never sees); the traits drawn at acquisition (HIDDEN_TRAITS: latent risk,
     # income, need, revolver, target utilisation, constraint) are not stored: hidden_traits recomputes them
-    adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to (lags the real one)
+    adapted_line: np.ndarray  # [CNY] the line the borrower has adjusted to, fast part (lags raises)
+    slow_adapted_line: np.ndarray  # [CNY] the same, slow part (Aydin 2022: the response grows for years)
+    distress: np.ndarray  # financial distress, 0 none .. 1 full (job loss, income shock, over-borrowing)
+    distress_onset: np.ndarray  # monthly probability of a distress shock other than job loss
+    shock_rate: np.ndarray  # job_loss_rate + distress_onset: probability of a shock in the normal regime
     unemployed: np.ndarray  # bool
     closing: np.ndarray  # bool, the borrower has decided to close: no new drawing, the balance runs off
     job_loss_rate: np.ndarray  # monthly, normal regime
@@ -59,6 +63,7 @@ class PortfolioState:
     months_to_balloon: np.ndarray  # int32, interest-first: months until principal is due; others: large
     missed_payments: np.ndarray  # decayed count of missed payments
     score: np.ndarray  # behaviour score, 300..900
+    utilisation_average: np.ndarray  # the scorecard's recent average of utilisation (balance / line)
     payment_ratios: np.ndarray  # (PAYMENT_LAGS, n) share of the statement paid, newest first
     provision: np.ndarray  # [CNY] expected-loss allowance held
 
@@ -73,6 +78,10 @@ class PortfolioState:
             key=np.zeros(n, np.uint64),
             stream=np.zeros(n, np.uint64),
             adapted_line=floats(),
+            slow_adapted_line=floats(),
+            distress=hazard(),
+            distress_onset=hazard(),
+            shock_rate=hazard(),
             unemployed=np.zeros(n, bool),
             closing=np.zeros(n, bool),
             job_loss_rate=hazard(),
@@ -102,6 +111,7 @@ class PortfolioState:
             months_to_balloon=np.zeros(n, np.int32),
             missed_payments=hazard(),
             score=hazard(),
+            utilisation_average=hazard(),
             payment_ratios=np.ones((PAYMENT_LAGS, n), np.float32),
             provision=floats(),
         )

@@ -100,6 +100,12 @@ def check_state(config: Config, s: PortfolioState) -> None:
     )
     assert np.all((s.score >= SCORE_RANGE[0]) & (s.score <= SCORE_RANGE[1])), "score outside its range"
     assert np.all((s.job_loss_rate >= 0.0) & (s.job_loss_rate <= 1.0))
+    assert np.all((s.distress >= 0.0) & (s.distress <= 1.0)), f"distress outside [0, 1]: {s.distress.max()}"
+    assert np.all((s.distress_onset >= 0.0) & (s.distress_onset <= 1.0))
+    np.testing.assert_array_equal(s.shock_rate, s.job_loss_rate + s.distress_onset, err_msg="stale shock rate")
+    assert np.all(s.adapted_line >= s.origination_line) and np.all(s.slow_adapted_line >= s.origination_line), (
+        "the adapted line fell below the origination line: a cut was adapted to"
+    )
     assert np.all(s.provision >= 0.0), f"negative expected-loss allowance: {s.provision.min()}"
     # Hidden traits, recomputed from the accounts' keys (they are not stored).
     traits = hidden_traits(s, SimParams.from_config(config))
@@ -149,6 +155,20 @@ def check_month(config: Config, rec: MonthRecord) -> None:
     # The reward is the sum of its components.
     total = sum(comps.values())
     np.testing.assert_allclose(r.reward, total, rtol=1e-12, atol=1e-9, err_msg="reward != sum of components")
+
+    # Non-accrual (DOMAIN: IFRS 9 stage 3): an account at M3+ when the month opens books no interest and no
+    # fees, so its balance changes only by cures (payments) and charge-off.
+    m3plus_open = opening_mpd >= 3
+    assert np.all(comps["interest"][m3plus_open] == 0.0), (
+        f"interest on M3+: {_where(m3plus_open & (comps['interest'] != 0))}"
+    )
+    assert np.all(comps["fees"][m3plus_open] == 0.0), f"fees on M3+: {_where(m3plus_open & (comps['fees'] != 0))}"
+
+    # A cut caps exposure: an account that draws ends the month at or below its line.
+    drew = r.drawn > 0
+    assert np.all(after.balance[drew] <= after.line[drew] * (1 + 1e-12) + _ABSOLUTE_ROUNDING), (
+        f"drew above the line: {_where(drew & (after.balance > after.line + _ABSOLUTE_ROUNDING))}"
+    )
 
     # No drawing while delinquent.
     assert np.all(r.drawn[opening_mpd > 0] == 0.0), (

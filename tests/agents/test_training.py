@@ -17,7 +17,7 @@ import yaml
 import envs
 from agents.agent_config import AGENT_CONFIG_DIR, load_agent_config
 from agents.evaluation import portfolio_seed
-from agents.lagrangian import PIDLagrangian
+from agents.lagrangian import make_controller
 from agents.policies import RandomPolicy, StaticHold
 from agents.training import ALGORITHMS, latest_checkpoint, load_agent, train
 from envs.config import ConfigError, available_presets
@@ -164,7 +164,8 @@ def test_resume_continues_from_the_checkpoint_step_and_lambda(tmp_path):
     progress = pd.read_csv(folder / "progress.csv")
     assert list(progress["timesteps"]) == [256, 512, 768, 1024]  # the first run's rows are kept
     # The first update after the resume starts from the saved PID state, not from lambda_init.
-    pid = PIDLagrangian(0.018)
+    # (the controller as training builds it: it aims at constraint.target_share of the cap)
+    pid = make_controller("pid", load_agent_config("ppo", "wechat").constraint, 0.018)
     pid.load_state_dict({k: v for k, v in saved.items() if k != "num_timesteps"})
     assert progress["lambda"].iloc[2] == pytest.approx(pid.update(progress["m3plus_rate"].iloc[2]))
 

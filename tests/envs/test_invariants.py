@@ -300,7 +300,7 @@ def test_hidden_traits_recomputed_from_keys_are_those_the_dynamics_use():
 
 
 def test_job_loss_rate_by_segment_multiplies_the_configured_factors():
-    config = load_config("wechat")
+    config = load_config("wechat", {"default.job_loss_risk_slope": 0.0})  # segments only (risk tested below)
     d = config.default
     sim = envs.Simulator(config, 5000)
     sim.seed_accounts(np.arange(5000), np.arange(5000))
@@ -313,6 +313,21 @@ def test_job_loss_rate_by_segment_multiplies_the_configured_factors():
     )
     np.testing.assert_allclose(s.job_loss_rate, expected, rtol=1e-6)  # float32
     assert len(np.unique(s.job_loss_rate)) > 2  # the segments do differ
+
+
+def test_riskier_borrowers_lose_their_jobs_more_often():
+    # The individual part of latent risk scales the segment's job-loss rate by exp(slope z - slope^2 / 2),
+    # whose mean over z ~ N(0, 1) is 1: the segment's average rate is kept.
+    slope = 0.8
+    flat = load_config("wechat", {"default.job_loss_risk_slope": 0.0})
+    sim_flat = envs.Simulator(flat, 20_000)
+    sim_flat.seed_accounts(np.arange(20_000), np.arange(20_000))
+    sim = envs.Simulator(load_config("wechat", {"default.job_loss_risk_slope": slope}), 20_000)
+    sim.seed_accounts(np.arange(20_000), np.arange(20_000))
+    factor = sim.state.job_loss_rate / sim_flat.state.job_loss_rate
+    risk = sim.hidden_traits()["risk"]
+    assert np.corrcoef(risk, np.log(factor))[0, 1] > 0.8
+    assert abs(factor.mean() - 1.0) < 0.03, factor.mean()
 
 
 def test_draw_category_is_searchsorted_right():
