@@ -33,7 +33,7 @@ def test_operations_on_wechat_give_the_documented_values():
     assert check_scenario(load_scenario("lower_max_line"), wechat).product.max_line == 50000.0
     assert check_scenario(load_scenario("thin_file_influx"), wechat).population.thin_file_share == 0.30
     recession = check_scenario(load_scenario("recession"), wechat)
-    assert recession.default.job_loss_rate == pytest.approx(0.008)
+    assert recession.default.job_loss_rate == pytest.approx(2 * wechat.default.job_loss_rate)  # "scale: 2.0"
     assert (recession.macro.forced_stress_start, recession.macro.forced_stress_months) == (3, 18)
 
 
