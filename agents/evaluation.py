@@ -179,6 +179,9 @@ def _run(policy: Policy, config: Config, num_accounts: int, seed: int, months: i
         config, num_accounts, seed=portfolio_seed(seed), continuous=is_continuous(policy), **{"macro.seed": int(seed)}
     )
     obs = venv.reset()
+    bind = getattr(policy, "bind_simulator", None)
+    if callable(bind):  # a privileged policy (the oracle) reads hidden state from this run's simulator
+        bind(venv.sim)
     first_obs = obs.copy()
     cohort_groups = _groups(obs)
     alive = np.ones(num_accounts, dtype=bool)  # slot still holds its initial (cohort) account
