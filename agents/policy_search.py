@@ -286,17 +286,16 @@ def train_policy_search(
         measured = _measure(
             {n: LinearScorePolicy(w) for n, w in candidates.items()}, config, settings.select_accounts, tuning
         )
+        metrics = {role: (float(r), float(m)) for role, r, m in measured.itertuples()}
         for role, w in candidates.items():
             name = "initial (hold)" if gen == 0 else f"generation {gen} {role}"
-            revenue, m3 = float(measured.at[role, "per_user_revenue"]), float(measured.at[role, "m3plus_rate"])
+            revenue, m3 = metrics[role]
             if m3 <= cap and revenue > best_revenue:
                 best_weights, best_revenue, best_m3, selected = w.copy(), revenue, m3, name
             if fallback is None or m3 < fallback[0]:
                 fallback = (m3, w.copy(), name)
-        short = {"per_user_revenue": "revenue", "m3plus_rate": "m3plus_rate"}
-        return {
-            f"tuning_{role}_{short[m]}": float(measured.at[role, m]) for role in candidates for m in measured.columns
-        }
+        out = {f"tuning_{role}_revenue": metrics[role][0] for role in candidates}
+        return out | {f"tuning_{role}_m3plus_rate": metrics[role][1] for role in candidates}
 
     rows = [{"generation": 0, **select({"mean": np.zeros(len(FEATURES))}, 0)}]
     bar = tqdm(range(1, settings.generations + 1), desc="policy search", disable=not progress, dynamic_ncols=True)
