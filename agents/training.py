@@ -423,7 +423,7 @@ def train(
     finally:
         logger.close()
     save_checkpoint(paths.checkpoints, model, vecnorm, controller, agent.training.keep_checkpoints)
-    if selection is not None and selection.best is not None:  # the agent saved is the checkpoint kept on the tuning seeds
+    if selection is not None and selection.best is not None:  # save the checkpoint kept on the tuning seeds
         kept = selection.restore_best()
         selection.table().to_csv(paths.folder / "selection.csv", index=False)
         write_json(paths.folder / "selection.json", {**kept, "tuning_seeds": [int(t) for t in tuning_seeds or []]})

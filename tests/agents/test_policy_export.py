@@ -26,9 +26,9 @@ def _agent(tmp_path) -> tuple[TrainedAgent, np.ndarray]:
     with torch.no_grad():  # large random weights: a policy that uses all seven actions
         for p in model.policy.parameters():
             p.mul_(8.0)
-    obs = venv.reset()
+    venv.reset()
     for _ in range(12):
-        obs = venv.step(np.random.default_rng(0).integers(0, 7, 256))[0]
+        venv.step(np.random.default_rng(0).integers(0, 7, 256))
     venv.training = False
     raw = venv.get_original_obs()
     return TrainedAgent("ppo", model, venv, agent_paths(tmp_path, "ppo")), raw
