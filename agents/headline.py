@@ -100,14 +100,10 @@ def _cell(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def _baselines(config: Config, seeds: dict[str, list[int]], budget: Budget, progress: bool) -> dict[str, Any]:
-    common = {"holdout_seeds": seeds["evaluation"], "progress": progress}
-    x, static_table = tune_best_static(config, seeds["tuning"], budget.accounts, **common)
-    rule = tune_rule(
-        config, seeds["tuning"], budget.accounts, n_trials=budget.trials, search_seed=budget.seed, **common
-    )
-    oracle = tune_oracle(
-        config, seeds["tuning"], budget.accounts, n_trials=budget.trials, search_seed=budget.seed, **common
-    )
+    tuning, holdout, n, search = seeds["tuning"], seeds["evaluation"], budget.trials, budget.seed
+    x, _ = tune_best_static(config, tuning, budget.accounts, progress=progress, holdout_seeds=holdout)
+    rule = tune_rule(config, tuning, budget.accounts, n, progress, holdout, search)
+    oracle = tune_oracle(config, tuning, budget.accounts, n, progress, holdout, search)
     return {
         "best_static": x,
         "rule": dataclasses.asdict(rule.params),
