@@ -151,6 +151,8 @@ def _ppo_run(config: Config, seeds: dict[str, list[int]], i: int, budget: Budget
             book_seeds=seeds[f"ppo_{i}"],
             tuning_seeds=seeds["tuning"],
             holdout_seeds=seeds["evaluation"],
+            # about five checks on the tuning seeds whatever the budget (and the YAML's interval at most)
+            agent_overrides={"training.selection_every": max(1, min(500_000, budget.ppo_timesteps // 5))},
         )
     selection = pd.read_csv(run_dir / "agents" / "ppo" / "selection.csv")
     return load_agent(run_dir, "ppo"), selection[selection["kept"]].iloc[0]
