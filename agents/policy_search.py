@@ -1,9 +1,12 @@
-"""Direct policy search: CMA-ES over a linear score on the observations, trained on the batched simulator.
+"""Direct policy search: CMA-ES over a linear target line on the observations, on the batched simulator.
 
-The policy (:class:`LinearScorePolicy`) computes a score ``w . features(obs)`` per account and takes the
-ordered line action nearest to it: score 0 holds, +1 is the first raise (x1.1), -1 the first cut (x0.9),
-and so on up to x1.5 and down to x0.5 (``envs.actions.LIMIT_MULTIPLIERS`` is sorted). The features are
-fixed transforms of the observation (no fitted statistics), so a policy is its weights, saved as JSON.
+The policy (:class:`LinearScorePolicy`) computes, each month, a target line for every account: ``exp(w .
+features(obs))`` times its origination line (clipped to 0.5x-3x), and takes the line step that brings the
+line closest to it, holding within half a step (as the best static policy approaches its one target).
+Zero weights hold every line. A target, unlike a score read as "raise now", does not compound month after
+month, so small weight changes make small policy changes, which is what an evolution strategy needs. The
+features are fixed transforms of the observation (no fitted statistics), so a policy is its weights,
+saved as JSON.
 
 Training (:func:`train_policy_search`), with the ``cma`` package (Hansen's CMA-ES, the reference
 implementation) as the optimiser:
@@ -45,62 +48,77 @@ from envs.config import CHARGE_OFF_MONTHS, CONFIG_DIR, Config, ConfigError, read
 from envs.observation import observation_space, observe
 from envs.simulator import Simulator
 
-FORMAT = "creditline-rl/linear-score-policy/v1"
+FORMAT = "creditline-rl/linear-target-policy/v1"
 POLICY_SEARCH_CONFIG = CONFIG_DIR / "agents" / "policy_search.yaml"
-_TOP = len(LIMIT_MULTIPLIERS) - 1
 
 # name -> what it is; every feature is O(1) for typical accounts, so one step size suits all weights.
 FEATURES: dict[str, str] = {
     "bias": "1",
-    "log_line_growth": "log(line / origination_line)",
     "utilisation": "balance / line, clipped to [0, 2]",
     "delinquent": "1 if months_past_due >= 1",
     "months_past_due": "months_past_due / 3",
     "min_payment_ratio": "lowest of the three observed payment ratios",
     "score": "(behaviour_score - 600) / 100",
     "stress_score": "score x macro_stress (a score can count for more in a recession)",
+    "utilisation_score": "utilisation x score (a heavy user with a good score, or a bad one)",
     "apr": "(apr - 0.12) x 10",
     "seasoning": "min(months_on_book, 36) / 36",
-    "since_change": "min(months_since_line_change, 12) / 12",
     "thin_file": "thin_file flag",
     "young": "1 if age band 18-24",
     "lower_tier": "1 if lower-tier city",
     "stress": "macro_stress flag",
-    "log_line": "log(line / 10,000 CNY)",
+    "origination_line": "log(origination_line / 10,000 CNY)",
 }
+TARGET_RANGE = (float(np.log(0.5)), float(np.log(3.0)))  # [log multiple of the origination line]
+_LOG_STEPS = np.log(np.array(LIMIT_MULTIPLIERS))
 
 
 def features(obs: np.ndarray) -> np.ndarray:
     """The ``(n, len(FEATURES))`` float64 features of observations ``(n, 17)``, in the order of FEATURES."""
     col = obs_index()
     o = np.asarray(obs, dtype=np.float64)
-    line = np.maximum(o[:, col["line"]], 1.0)
     score = (o[:, col["behaviour_score"]] - 600.0) / 100.0
     stress = o[:, col["macro_stress"]]
     mpd = o[:, col["months_past_due"]]
+    utilisation = np.clip(o[:, col["utilisation"]], 0.0, 2.0)
     ratios = o[:, [col[f"payment_ratio_{k}"] for k in (1, 2, 3)]]
     out = np.empty((len(o), len(FEATURES)))
     out[:, 0] = 1.0
-    out[:, 1] = np.log(line / np.maximum(o[:, col["origination_line"]], 1.0))
-    out[:, 2] = np.clip(o[:, col["utilisation"]], 0.0, 2.0)
-    out[:, 3] = mpd >= 1
-    out[:, 4] = mpd / 3.0
-    out[:, 5] = ratios.min(axis=1)
-    out[:, 6] = score
-    out[:, 7] = score * stress
+    out[:, 1] = utilisation
+    out[:, 2] = mpd >= 1
+    out[:, 3] = mpd / 3.0
+    out[:, 4] = ratios.min(axis=1)
+    out[:, 5] = score
+    out[:, 6] = score * stress
+    out[:, 7] = utilisation * score
     out[:, 8] = (o[:, col["apr"]] - 0.12) * 10.0
     out[:, 9] = np.minimum(o[:, col["months_on_book"]], 36.0) / 36.0
-    out[:, 10] = np.minimum(o[:, col["months_since_line_change"]], 12.0) / 12.0
-    out[:, 11] = o[:, col["thin_file"]]
-    out[:, 12] = o[:, col["age_band"]] == 0
-    out[:, 13] = o[:, col["city_tier"]] == 2
-    out[:, 14] = stress
-    out[:, 15] = np.log(line / 10_000.0)
+    out[:, 10] = o[:, col["thin_file"]]
+    out[:, 11] = o[:, col["age_band"]] == 0
+    out[:, 12] = o[:, col["city_tier"]] == 2
+    out[:, 13] = stress
+    out[:, 14] = np.log(np.maximum(o[:, col["origination_line"]], 1.0) / 10_000.0)
     return out
 
 
+def actions_toward(obs: np.ndarray, log_target: np.ndarray) -> np.ndarray:
+    """The line step that brings each line closest to ``exp(log_target) x origination line`` (hold on ties).
+
+    As :class:`agents.policies.BestStatic` does for one target: a move must strictly improve on holding, so
+    a line within half a step of its target stays where it is, and no line is raised and cut back forever.
+    """
+    col = obs_index()
+    line = np.maximum(obs[:, col["line"]].astype(np.float64), 1.0)
+    current = np.log(line / np.maximum(obs[:, col["origination_line"]].astype(np.float64), 1.0))
+    gap = current - np.clip(log_target, *TARGET_RANGE)  # > 0: above target
+    after = np.abs(gap[:, None] + _LOG_STEPS[None, :])
+    best = np.argmin(after, axis=1)
+    improves = after[np.arange(len(obs)), best] < after[:, HOLD_ACTION] - 1e-9
+    return np.where(improves, best, HOLD_ACTION).astype(np.int64)
+
+
 class LinearScorePolicy(_Baseline):
-    """Action = the ordered line step nearest to ``weights . features(obs)`` (see the module docstring).
+    """A target line of ``exp(weights . features(obs))`` x the origination line, approached step by step.
 
     Args:
         weights: one per entry of :data:`FEATURES`; all zeros holds every line.
@@ -115,8 +133,7 @@ class LinearScorePolicy(_Baseline):
         self.weights = w
 
     def _actions(self, obs: np.ndarray) -> np.ndarray:
-        score = features(obs) @ self.weights
-        return np.clip(np.rint(score) + HOLD_ACTION, 0, _TOP).astype(np.int64)
+        return actions_toward(obs, features(obs) @ self.weights)
 
     def save(self, path: str | Path, **metadata: Any) -> None:
         """Write the policy as JSON (atomically): format, feature names, weights and ``metadata``."""
@@ -215,8 +232,7 @@ def population_rollout(
     revenue, m3_balance, balance = np.zeros(n), np.zeros(n), np.zeros(n)
     for _ in range(months):
         obs = observe(sim.state, sim.stress, space).T
-        score = np.einsum("ij,ij->i", features(obs), block_weights)
-        action = np.clip(np.rint(score) + HOLD_ACTION, 0, _TOP).astype(np.int64)
+        action = actions_toward(obs, np.einsum("ij,ij->i", features(obs), block_weights))
         result = sim.step(discrete_to_multiplier(action))
         s = sim.state
         m3 = (s.months_past_due >= 3) & (s.months_past_due < CHARGE_OFF_MONTHS) & (s.balance > 0)

@@ -11,13 +11,14 @@ import agents.policy_search as ps
 from agents.evaluation import evaluate
 from agents.policy_search import (
     FEATURES,
+    TARGET_RANGE,
     LinearScorePolicy,
     PolicySearchConfig,
     feasibility_first,
     population_rollout,
     train_policy_search,
 )
-from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
+from envs.actions import LIMIT_MULTIPLIERS
 
 TINY = PolicySearchConfig(
     generations=2,
@@ -46,17 +47,23 @@ def test_population_rollout_is_the_evaluators_measure():
     assert len(set(np.round(revenue, 6))) == 3  # the candidates really act differently
 
 
-def test_scores_map_onto_the_ordered_line_steps():
-    obs = np.zeros((7, 17), dtype=np.float32)
-    obs[:, 0] = obs[:, 1] = 10_000.0  # line = origination line: log features 0
-    obs[:, 9] = 600.0  # score feature 0
-    obs[:, 10] = 0.12  # apr feature 0
-    bias = np.zeros(len(FEATURES))
-    for expected in range(len(LIMIT_MULTIPLIERS)):
-        bias[0] = expected - HOLD_ACTION + 0.3
-        assert np.all(LinearScorePolicy(bias).predict(obs)[0] == expected)
-    bias[0] = 9.0  # beyond the largest raise: clipped to it
-    assert np.all(LinearScorePolicy(bias).predict(obs)[0] == len(LIMIT_MULTIPLIERS) - 1)
+def test_the_line_moves_toward_its_target_and_holds_there():
+    obs = np.zeros((1, 17), dtype=np.float32)
+    obs[:, 0] = obs[:, 1] = 10_000.0  # line at the origination line
+    obs[:, 9], obs[:, 10] = 600.0, 0.12  # score and APR features 0
+    weights = np.zeros(len(FEATURES))
+    weights[0] = np.log(1.8)  # target 1.8 x the origination line: x1.5, then x1.25 (1.875), then hold
+    policy, steps = LinearScorePolicy(weights), []
+    for _ in range(4):
+        action = int(policy.predict(obs)[0][0])
+        steps.append(LIMIT_MULTIPLIERS[action])
+        obs[:, 0] = np.round(obs[:, 0] * LIMIT_MULTIPLIERS[action], -2)
+    assert steps == [1.5, 1.25, 1.0, 1.0]
+    # Back to a target of 1 x from 1.875 x: x0.5 lands closest (0.94 x).
+    assert np.all(LinearScorePolicy(np.zeros(len(FEATURES))).predict(obs)[0] == LIMIT_MULTIPLIERS.index(0.5))
+    weights[0] = np.log(10.0)  # beyond the range: the target is 3 x, reached by x1.5 (2.81 x) then hold
+    assert int(LinearScorePolicy(weights).predict(obs)[0][0]) == LIMIT_MULTIPLIERS.index(1.5)
+    assert TARGET_RANGE[1] == pytest.approx(np.log(3.0))
 
 
 def test_save_and_load_round_trip_as_json(tmp_path):
@@ -73,7 +80,7 @@ def test_save_and_load_round_trip_as_json(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="not a"):
         LinearScorePolicy.load(path)
-    with pytest.raises(ValueError, match="16 finite"):
+    with pytest.raises(ValueError, match="15 finite"):
         LinearScorePolicy([1.0, 2.0])
 
 
