@@ -290,6 +290,7 @@ def train_policy_search(
         "randn": lambda *shape: rng.standard_normal(shape),  # the optimiser's samples come from our generator
         "seed": float("nan"),  # ... and cma leaves numpy's global generator alone
         "verbose": -9,
+        "CMA_elitist": "initial",  # the starting policy (hold) competes until something beats it
     }
     es = cma.CMAEvolutionStrategy(np.zeros(len(FEATURES)), settings.sigma0, options)
 
