@@ -13,7 +13,7 @@ with ``weights_only=True``, ``vecnormalize.npz``). What is here:
 ``predict`` normalises the observations as ``VecNormalize.normalize_obs`` does (``clip((obs - mean) /
 sqrt(var + epsilon), -clip_obs, clip_obs)``), runs the layers on the batch in float32 under
 ``torch.inference_mode`` (measured about 1.5x faster than numpy's matmul and tanh at 1M accounts), in
-chunks that stay in cache, and returns the deterministic action (the most likely index), as SB3's
+chunks of bounded memory, and returns the deterministic action (the most likely index), as SB3's
 ``predict(deterministic=True)`` does, without its per-call checks and conversions.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-_CHUNK = 65_536  # accounts per forward pass: a 64-wide hidden layer of a chunk is 16 MiB, cache-sized
+_CHUNK = 262_144  # accounts per forward pass: bounds memory (64 MiB per 64-wide layer); measured faster than 65,536
 _LAYER = re.compile(r"^mlp_extractor\.policy_net\.(\d+)\.weight$")
 _ACTIVATIONS = {"tanh": torch.tanh_, "relu": torch.relu_}
 

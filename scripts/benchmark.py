@@ -20,6 +20,8 @@ import tempfile
 import time
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -98,22 +100,26 @@ def peak_memory(preset: str, accounts: int, steps: int = 3) -> float:
     return float(peak)
 
 
-def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None) -> float:
+def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None, hold: bool = False) -> float:
     """Wall seconds of ``agents.evaluation.evaluate`` of a PPO actor on ``accounts`` accounts over the horizon.
 
     The actor runs batched (``agents.policy_export.NumpyActor``). Without ``run_dir`` it is a new PPO of
     ``configs/agents/ppo.yaml``'s architecture and initial hold bias (a trained one costs the same per
     step; its actions, like a trained agent's, mostly hold); with it, the PPO trained in ``run_dir``.
+    ``hold``: time the static-hold baseline instead (the simulator and evaluator alone, for comparison).
     """
     from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.agent_config import load_agent_config
     from agents.evaluation import evaluate
     from agents.lagrangian import LambdaHolder
+    from agents.policies import StaticHold
     from agents.policy_export import NumpyActor
     from agents.training import _build_env, _new_model, load_agent
 
-    if run_dir is not None:
+    if hold:
+        actor: Any = StaticHold()
+    elif run_dir is not None:
         actor = NumpyActor.from_agent(load_agent(run_dir, "ppo"))
     else:
         agent = load_agent_config("ppo", preset)
@@ -121,9 +127,7 @@ def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None) ->
         _, vecnorm = _build_env(config, 256, 0, False, agent, LambdaHolder())
         assert isinstance(vecnorm, VecNormalize)
         vecnorm.reset()  # observation statistics from one month of a real book, as after training starts
-        actor = NumpyActor.from_agent(
-            type("Agent", (), {"model": _new_model(agent, vecnorm, 0), "vecnormalize": vecnorm})
-        )
+        actor = NumpyActor.from_agent(SimpleNamespace(model=_new_model(agent, vecnorm, 0), vecnormalize=vecnorm))
     start = time.perf_counter()
     evaluate({"ppo": actor}, preset, accounts, [0], progress=False, reference=None, n_boot=10)
     return time.perf_counter() - start
@@ -200,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evaluating a PPO actor on {args.agent_accounts:,} accounts over the horizon ...", flush=True)
         seconds = agent_evaluation(args.preset, args.agent_accounts, args.agent)
         rows.append((f"PPO agent evaluated, {args.agent_accounts:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
+        seconds = agent_evaluation(args.preset, args.agent_accounts, hold=True)
+        rows.append((f"holding evaluated, {args.agent_accounts:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     table = "\n".join(f"| {name:<{width}} | {value:>10} |" for name, value in rows)
     table = f"| {'measure':<{width}} | {'value':>10} |\n|{'-' * (width + 2)}|{'-' * 12}|\n" + table
