@@ -77,3 +77,12 @@ def test_bad_input_is_named_with_exit_code_2(tmp_path):
         )
         assert done.returncode == 2, done.stderr
         assert "error" in done.stderr and message in done.stderr, done.stderr
+
+
+def test_help_explains_the_study_and_its_budget():
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "headline.py"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0
+    for words in ("UPPER BOUND", "Resumable", "--ppo-seeds", "--ppo-timesteps", "--accounts", "--eval-seeds"):
+        assert words in done.stdout
