@@ -30,17 +30,19 @@ class _Section(BaseModel):
 class Randomisation(_Section):
     """Domain randomisation of the sub-books (``training.randomisation``; see agents.multibook).
 
-    Multipliers scale the preset's value, drawn uniformly in ``[low, high]`` once per sub-book; all ranges
-    are assumptions, wide enough to include recessions twice as frequent and twice as long as the preset's.
+    Multipliers scale the preset's value, drawn log-uniformly in ``[low, high]`` once per sub-book (ranges
+    symmetric in log, so the preset is the median draw; measured: ranges with means above 1 made the
+    training books harsher than the preset, where even holding broke the cap); all ranges are
+    assumptions, wide enough to include recessions twice as frequent and twice as long as the preset's.
     ``apr_high_share``: the product's top APR moves to ``apr_low + share x (apr_high - apr_low)``, so every
     price stays inside the document's band (DOMAIN.md section 1).
     """
 
     enabled: bool = False
-    job_loss: tuple[float, float] = (0.75, 1.5)  # x default.job_loss_rate
+    job_loss: tuple[float, float] = (0.75, 1.333)  # x default.job_loss_rate
     stress_frequency: tuple[float, float] = (0.5, 2.0)  # x macro.enter_stress
     stress_length: tuple[float, float] = (0.5, 2.0)  # x mean months in stress (1 / macro.exit_stress)
-    stress_job_loss: tuple[float, float] = (0.8, 1.5)  # x macro.stress_job_loss_multiplier
+    stress_job_loss: tuple[float, float] = (0.8, 1.25)  # x macro.stress_job_loss_multiplier
     apr_high_share: tuple[float, float] = (0.7, 1.0)  # of the band above apr_low
     draw_seed: int = Field(0, ge=0)  # seed of the draws (with the sub-book's training seed)
 

@@ -32,9 +32,11 @@ def randomised_config(config: Config, rand: Randomisation, seed: int) -> Config:
     if not rand.enabled:
         return config
     rng = np.random.default_rng([rand.draw_seed, int(seed)])
-    u = lambda bounds: float(rng.uniform(*bounds))  # noqa: E731
+    # log-uniform: a range symmetric in log (0.5-2) has median 1, so the preset is the typical draw
+    u = lambda bounds: float(np.exp(rng.uniform(np.log(bounds[0]), np.log(bounds[1]))))  # noqa: E731
     mac, prod = config.macro, config.product
     exit_stress = min(1.0, mac.exit_stress / u(rand.stress_length))
+    share = float(rng.uniform(*rand.apr_high_share))  # of the band: uniform
     return resolve_config(
         config,
         {
@@ -42,7 +44,7 @@ def randomised_config(config: Config, rand: Randomisation, seed: int) -> Config:
             "macro.enter_stress": min(1.0, mac.enter_stress * u(rand.stress_frequency)),
             "macro.exit_stress": exit_stress,
             "macro.stress_job_loss_multiplier": mac.stress_job_loss_multiplier * u(rand.stress_job_loss),
-            "product.apr_high": prod.apr_low + u(rand.apr_high_share) * (prod.apr_high - prod.apr_low),
+            "product.apr_high": prod.apr_low + share * (prod.apr_high - prod.apr_low),
         },
     )
 
