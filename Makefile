@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-fast lint lint-ruff lint-types calibration benchmark clean
+.PHONY: setup demo test test-fast lint lint-ruff lint-types calibration benchmark headline clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ calibration: setup
 
 benchmark: setup
 	$(PY) scripts/benchmark.py
+
+headline: setup
+	$(PY) scripts/headline.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

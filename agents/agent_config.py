@@ -27,6 +27,26 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Randomisation(_Section):
+    """Domain randomisation of the sub-books (``training.randomisation``; see agents.multibook).
+
+    Multipliers scale the preset's value, drawn log-uniformly in ``[low, high]`` once per sub-book (ranges
+    symmetric in log, so the preset is the median draw; measured: ranges with means above 1 made the
+    training books harsher than the preset, where even holding broke the cap); all ranges are
+    assumptions, wide enough to include recessions twice as frequent and twice as long as the preset's.
+    ``apr_high_share``: the product's top APR moves to ``apr_low + share x (apr_high - apr_low)``, so every
+    price stays inside the document's band (DOMAIN.md section 1).
+    """
+
+    enabled: bool = False
+    job_loss: tuple[float, float] = (0.75, 1.333)  # x default.job_loss_rate
+    stress_frequency: tuple[float, float] = (0.5, 2.0)  # x macro.enter_stress
+    stress_length: tuple[float, float] = (0.5, 2.0)  # x mean months in stress (1 / macro.exit_stress)
+    stress_job_loss: tuple[float, float] = (0.8, 1.25)  # x macro.stress_job_loss_multiplier
+    apr_high_share: tuple[float, float] = (0.7, 1.0)  # of the band above apr_low
+    draw_seed: int = Field(0, ge=0)  # seed of the draws (with the sub-book's training seed)
+
+
 class TrainingSettings(_Section):
     num_accounts: int = Field(ge=1)  # parallel envs: accounts in the training portfolio
     total_timesteps: int = Field(ge=1)  # [account-months] default budget
@@ -38,6 +58,14 @@ class TrainingSettings(_Section):
     torch_threads: int = Field(1, ge=1)  # 1: on 2 cores a second thread mostly waits (see the README)
     horizon_is_terminal: bool = True  # see agents.lagrangian.CostPenaltyVecEnv
     objective: Literal["reward", "revenue"] = "revenue"  # idem: env reward or per-user revenue
+    # Several macro paths per rollout (agents.multibook): the accounts are split over this many sub-books,
+    # each on its own training seed, when train() is given that many book seeds.
+    sub_books: int = Field(1, ge=1)
+    randomisation: Randomisation = Randomisation()
+    # Model selection (train() given tuning seeds): every this many timesteps the current policy is
+    # evaluated on the tuning seeds by agents.evaluation.evaluate; the best meeting the cap is kept.
+    selection_every: int = Field(1_000_000, ge=1)  # [account-months]
+    selection_accounts: int = Field(2000, ge=1)  # accounts per tuning portfolio
 
 
 class PolicySettings(_Section):

@@ -22,10 +22,17 @@ is a fraction (~0.01). Two config values put both on the controller's natural O(
   about ``(rate / cap) x (mean balance / reference balance)``, of order 1 at the cap (0.6-0.8 measured on
   wechat), so ``lambda = 1`` charges a book at the cap roughly ``penalty_scale`` CNY per account-month.
 
-With ``penalty_scale`` = 100 CNY (assumption: a few times the magnitude of the monthly reward, so that
-lambda of order 0.01-1 trades revenue against delinquency), the gains Kp 0.1, Ki 0.01, Kd 0.01 of Stooke
-et al. (DOMAIN.md section 5) move lambda by ~0.01 a rollout under a persistent error of one cap. (On wechat
-PPO settles at lambda ~0.03-0.08, a penalty of 2-6 CNY per account-month, with the book near the cap.)
+``penalty_scale`` (configs/agents/ppo.yaml: 100 CNY) puts reward and penalty on one scale once lambda is
+read in tenths: ``lambda = 0.1`` charges a book at the cap about 10 CNY per account-month, roughly its
+monthly revenue (~11 CNY on wechat), and the PID settles at lambda ~0.03-0.08 (a penalty of 3-8 CNY). The
+gains Kp 0.1, Ki 0.01, Kd 0.01 of Stooke et al. (DOMAIN.md section 5) move lambda by ~0.01 a rollout under
+a persistent error of one cap. (A scale of 10 with the same gains is the same penalty at a lambda ten times
+larger, reached ten times more slowly: measured, PPO then drifted to M3+ 3.6-4.1% before lambda caught up.)
+The training figure shows lambda beside revenue and the M3+ rate.
+
+The M3+ rate fed to the controller is pooled over the rollout as the evaluator pools it (balance in
+M3..M5 over the month-end balance); with ``training.sub_books`` sub-books (agents.multibook) each rollout
+pools that many independent macro paths, so the rate no longer swings with one path's regime.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +60,10 @@ from agents.agent_files import (
 )
 from agents.agent_files import load_agent as load_agent  # re-exported: training and loading in one place
 from agents.atomic_io import write_json, write_yaml
-from agents.evaluation import portfolio_seed
+from agents.evaluation import check_disjoint, portfolio_seed
 from agents.lagrangian import CONSTRAINTS, CostPenaltyVecEnv, LagrangianCallback, LambdaHolder, make_controller
+from agents.model_selection import SelectionCallback
+from agents.multibook import make_multibook
 from agents.policy_export import ALGORITHMS as EXPORTABLE
 from envs.config import Config, resolve_config
 
@@ -176,9 +178,28 @@ class TrainedAgent:
 
 
 def _build_env(
-    config: Config, num_accounts: int, seed: int, continuous: bool, agent: AgentConfig, holder: LambdaHolder
+    config: Config,
+    num_accounts: int,
+    seed: int,
+    continuous: bool,
+    agent: AgentConfig,
+    holder: LambdaHolder,
+    book_seeds: Sequence[int] | None = None,
+    offset: int = 0,
 ) -> tuple[CostPenaltyVecEnv, VecNormalize]:
-    portfolio = envs.make_portfolio(config, num_accounts, seed=seed, continuous=continuous)
+    """One portfolio keyed ``seed`` (an account-block start), or with ``book_seeds`` one sub-book per seed
+    label (agents.multibook: its own accounts, macro path and, if enabled, randomised parameters)."""
+    if book_seeds:
+        portfolio: Any = make_multibook(
+            config,
+            book_seeds,
+            num_accounts // len(book_seeds),
+            continuous,
+            agent.training.randomisation,
+            offset,
+        )
+    else:
+        portfolio = envs.make_portfolio(config, num_accounts, seed=seed, continuous=continuous)
     penalised = CostPenaltyVecEnv(
         VecMonitor(portfolio),
         holder,
@@ -252,6 +273,9 @@ def train(
     constraint: str = "pid",
     resume: bool = False,
     progress: bool = True,
+    book_seeds: Sequence[int] | None = None,
+    tuning_seeds: Sequence[int] | None = None,
+    holdout_seeds: Sequence[int] = (),
 ) -> TrainedAgent:
     """Train ``algo`` on a portfolio of ``config`` under the M3+ cap; write it to ``run_dir/agents/<algo>/``.
 
@@ -267,12 +291,19 @@ def train(
         constraint: "pid" (PID-Lagrangian), "fixed" (constant lambda) or "none".
         resume: continue from the newest checkpoint: its step count, observation statistics and lambda.
         progress: show a tqdm progress bar.
+        book_seeds: training seed labels of the sub-books (agents.multibook), ``training.sub_books`` of them:
+            each rollout then spans that many macro paths. None: one portfolio on ``seed``.
+        tuning_seeds: seed labels for model selection (agents.model_selection): the checkpoint kept and
+            saved as the agent is the best meeting the cap there, every ``training.selection_every``
+            timesteps (a resumed run selects among the checkpoints after the resume). None: the last.
+        holdout_seeds: the evaluation seeds; an overlap with the training or tuning seeds is an error.
     """
     check_algo(algo)
     if constraint not in CONSTRAINTS:
         raise ValueError(f"unknown constraint '{constraint}'; choose one of {', '.join(CONSTRAINTS)}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be an integer >= 0, got {seed!r}")
+    check_disjoint(training=book_seeds or [seed], tuning=tuning_seeds or [], evaluation=holdout_seeds)
     config = resolve_config(config, {"macro.seed": int(seed)})
     paths = agent_paths(run_dir, algo)
     start = _resume_point(paths, algo, constraint, seed, agent_overrides) if resume else None
@@ -290,6 +321,10 @@ def train(
                 f"cannot resume with num_accounts={num_accounts}: the run trains {agent.training.num_accounts} accounts"
             )
     num_accounts = _positive("num_accounts", num_accounts, agent.training.num_accounts)
+    if book_seeds is not None and len(book_seeds) != agent.training.sub_books:
+        raise ValueError(f"{len(book_seeds)} book seeds given for training.sub_books = {agent.training.sub_books}")
+    if book_seeds is not None and num_accounts % len(book_seeds):
+        raise ValueError(f"num_accounts {num_accounts} does not split evenly into {len(book_seeds)} sub-books")
     total = _positive("total_timesteps", total_timesteps, agent.training.total_timesteps)
     # What is saved is what ran: the budget and portfolio size actually used.
     used = {"training": {"num_accounts": num_accounts, "total_timesteps": total}}
@@ -302,7 +337,9 @@ def train(
     controller = make_controller(constraint, agent.constraint, config.env.m3plus_cap)
     # A resumed run continues with accounts it has not seen: the block of the seed, offset by the step.
     account_seed = portfolio_seed(seed) + (start or 0)
-    penalised, vecnorm = _build_env(config, num_accounts, account_seed, algo in CONTINUOUS, agent, holder)
+    penalised, vecnorm = _build_env(
+        config, num_accounts, account_seed, algo in CONTINUOUS, agent, holder, book_seeds, start or 0
+    )
     if start is None:
         paths.checkpoints.mkdir(parents=True, exist_ok=True)
         write_yaml(paths.folder / "agent_config.yaml", agent.to_dict())
@@ -316,6 +353,8 @@ def train(
                 "num_accounts": num_accounts,
                 "account_seed": account_seed,
                 "macro_seed": int(seed),
+                "book_seeds": [int(b) for b in book_seeds] if book_seeds else None,
+                "tuning_seeds": [int(t) for t in tuning_seeds] if tuning_seeds else None,
             },
         )
         model = _new_model(agent, vecnorm, int(seed))
@@ -340,6 +379,11 @@ def train(
             _ProgressBar(total, holder, disable=not progress),
         ]
     )
+    selection = None
+    if tuning_seeds:
+        t = agent.training
+        selection = SelectionCallback(vecnorm, config, tuning_seeds, t.selection_accounts, t.selection_every)
+        callbacks.callbacks.append(selection)
     remaining = total - model.num_timesteps
     try:
         if remaining > 0:
@@ -350,6 +394,10 @@ def train(
     finally:
         logger.close()
     save_checkpoint(paths.checkpoints, model, vecnorm, controller, agent.training.keep_checkpoints)
+    if selection is not None and selection.best is not None:  # save the checkpoint kept on the tuning seeds
+        kept = selection.restore_best()
+        selection.table().to_csv(paths.folder / "selection.csv", index=False)
+        write_json(paths.folder / "selection.json", {**kept, "tuning_seeds": [int(t) for t in tuning_seeds or []]})
     _export(model, vecnorm, algo, agent, paths.folder)
     _save_agent(model, vecnorm, controller, paths.model, paths.vecnormalize, paths.constraint)
     vecnorm.training, vecnorm.norm_reward = False, False

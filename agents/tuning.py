@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from agents.evaluation import SeedSplit, check_disjoint, evaluate, split_seeds
+from agents.oracle import Oracle, OracleParams, sample_oracle_params
 from agents.policies import BestStatic, RuleBased, RuleParams
 from envs.actions import LIMIT_MULTIPLIERS
 from envs.config import Config, resolve_config
@@ -31,6 +32,8 @@ __all__ = [
     "split_seeds",
     "check_disjoint",
     "RULE_SPACE",
+    "OracleTuning",
+    "tune_oracle",
 ]
 
 # Targets from 0.5 to 2.0 that BestStatic's greedy steps reach as distinct lines (products of
@@ -203,3 +206,42 @@ def tune_rule(
     best = select_under_cap(table)
     table["chosen"] = np.arange(len(table)) == best
     return RuleTuning(trials[best], table)
+
+
+# -- the privileged oracle (an upper bound, see agents.oracle) ---------------------------------------------
+class OracleTuning(NamedTuple):
+    """The chosen OracleParams and one row per trial (parameters and metrics)."""
+
+    params: OracleParams
+    table: pd.DataFrame
+
+
+def tune_oracle(
+    config: Config | str,
+    seeds: Sequence[int],
+    num_accounts: int,
+    n_trials: int = 40,
+    progress: bool = True,
+    holdout_seeds: Iterable[int] = (),
+    search_seed: int = 0,
+    months: int | None = None,
+) -> OracleTuning:
+    """Random search over :class:`OracleParams` on tuning ``seeds``, choosing under the cap, as :func:`tune_rule`.
+
+    The oracle gets the rule's budget (the same default ``n_trials``, seeds and accounts): trial 0 is the
+    default ``OracleParams()``, the others are drawn from :data:`agents.oracle.ORACLE_SPACE` with a
+    generator seeded by ``search_seed``. The evaluator binds each run's simulator to the oracle.
+    """
+    config = resolve_config(config)
+    seeds = _check_seeds(seeds, holdout_seeds)
+    if not isinstance(n_trials, (int, np.integer)) or n_trials < 1:
+        raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
+    rng = np.random.default_rng(search_seed)
+    trials = [OracleParams()] + [sample_oracle_params(rng) for _ in range(n_trials - 1)]
+    policies = {f"trial_{i}": Oracle(p) for i, p in enumerate(trials)}
+    summary = _summary(policies, config, num_accounts, seeds, months, progress)
+    params = pd.DataFrame([dataclasses.asdict(p) for p in trials])
+    table = pd.concat([pd.DataFrame({"trial": range(len(trials))}), params, summary[_TABLE_COLUMNS]], axis=1)
+    best = select_under_cap(table)
+    table["chosen"] = np.arange(len(table)) == best
+    return OracleTuning(trials[best], table)

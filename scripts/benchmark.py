@@ -19,6 +19,8 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -97,6 +99,39 @@ def peak_memory(preset: str, accounts: int, steps: int = 3) -> float:
     return float(peak)
 
 
+def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None, hold: bool = False) -> float:
+    """Wall seconds of ``agents.evaluation.evaluate`` of a PPO actor on ``accounts`` accounts over the horizon.
+
+    The actor runs batched (``agents.fast_actor.NumpyActor``). Without ``run_dir`` it is a new PPO of
+    ``configs/agents/ppo.yaml``'s architecture and initial hold bias (a trained one costs the same per
+    step; its actions, like a trained agent's, mostly hold); with it, the PPO trained in ``run_dir``.
+    ``hold``: time the static-hold baseline instead (the simulator and evaluator alone, for comparison).
+    """
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    from agents.agent_config import load_agent_config
+    from agents.evaluation import evaluate
+    from agents.fast_actor import NumpyActor
+    from agents.lagrangian import LambdaHolder
+    from agents.policies import StaticHold
+    from agents.training import _build_env, _new_model, load_agent
+
+    if hold:
+        actor: Any = StaticHold()
+    elif run_dir is not None:
+        actor = load_agent(run_dir, "ppo")  # the exported actor (agents.policy_export), batched already
+    else:
+        agent = load_agent_config("ppo", preset)
+        config = envs.load_config(preset)
+        _, vecnorm = _build_env(config, 256, 0, False, agent, LambdaHolder())
+        assert isinstance(vecnorm, VecNormalize)
+        vecnorm.reset()  # observation statistics from one month of a real book, as after training starts
+        actor = NumpyActor.from_agent(SimpleNamespace(model=_new_model(agent, vecnorm, 0), vecnormalize=vecnorm))
+    start = time.perf_counter()
+    evaluate({"ppo": actor}, preset, accounts, [0], progress=False, reference=None, n_boot=10)
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="wechat", help="preset to simulate (default wechat)")
@@ -109,11 +144,25 @@ def main(argv: list[str] | None = None) -> int:
         default=1_000_000,
         help="portfolio size for the memory check (default 1000000; 0 skips it)",
     )
+    parser.add_argument(
+        "--agent-accounts",
+        type=int,
+        default=1_000_000,
+        help="portfolio size of the trained-agent evaluation, whole horizon, one seed (default 1000000; 0 skips it)",
+    )
+    parser.add_argument("--agent", type=Path, help="run folder of a trained PPO for that row (default: a new PPO)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement, best reported (default 3)")
     parser.add_argument("--write", type=Path, help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
-    if min(args.accounts, args.steps - 1, args.single_envs, args.repeats) < 1 or args.memory_accounts < 0:
-        print("error: --accounts, --single-envs, --repeats must be positive, --steps at least 2", file=sys.stderr)
+    if (
+        min(args.accounts, args.steps - 1, args.single_envs, args.repeats) < 1
+        or min(args.memory_accounts, args.agent_accounts) < 0
+    ):
+        print(
+            "error: --accounts, --single-envs, --repeats must be positive, --steps at least 2, "
+            "--memory-accounts and --agent-accounts at least 0",
+            file=sys.stderr,
+        )
         return 2
     try:
         envs.load_config(args.preset)
@@ -155,6 +204,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measuring peak memory of make_portfolio({args.preset!r}, {args.memory_accounts}) ...", flush=True)
         peak = peak_memory(args.preset, args.memory_accounts)
         rows.append((f"peak memory, {args.memory_accounts:,} accounts", f"{peak / 2**30:.2f} GiB"))
+    if args.agent_accounts:
+        print(f"evaluating a PPO actor on {args.agent_accounts:,} accounts over the horizon ...", flush=True)
+        seconds = agent_evaluation(args.preset, args.agent_accounts, args.agent)
+        rows.append((f"PPO agent evaluated, {args.agent_accounts:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
+        seconds = agent_evaluation(args.preset, args.agent_accounts, hold=True)
+        rows.append((f"holding evaluated, {args.agent_accounts:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     table = "\n".join(f"| {name:<{width}} | {value:>10} |" for name, value in rows)
     table = f"| {'measure':<{width}} | {'value':>10} |\n|{'-' * (width + 2)}|{'-' * 12}|\n" + table
