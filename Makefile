@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 setup: $(VENV)/.installed
 
 demo: setup
-	$(PY) scripts/compare.py --preset wechat --name demo --overwrite
+	$(PY) scripts/compare.py --preset wechat --name demo --overwrite --timesteps 4000000  # ~10 min on 2 cores
 
 test: setup
 	$(PY) -m pytest -n 2

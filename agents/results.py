@@ -188,19 +188,24 @@ def format_summary(summary: pd.DataFrame) -> str:
 BASELINES_FILE = "baselines.json"
 
 
-def write_baselines(run: RunFolder, best_static: float | None = None, rule_params: Any = None) -> Path:
+def write_baselines(
+    run: RunFolder, best_static: float | None = None, rule_params: Any = None, oracle_params: Any = None
+) -> Path:
     """``baselines.json``: the tuned baseline parameters, so ``scripts/evaluate.py`` can rebuild them.
 
     Args:
         run: the run folder.
         best_static: the tuned best-static line multiplier.
         rule_params: the tuned ``RuleParams`` (a dataclass; written field by field).
+        oracle_params: the tuned ``OracleParams`` of the privileged oracle (an upper bound).
     """
     data: dict[str, Any] = {}
     if best_static is not None:
         data["best_static"] = {"x": float(best_static)}
     if rule_params is not None:
         data["rule"] = rule_params
+    if oracle_params is not None:
+        data["oracle"] = oracle_params
     return run.write_json(BASELINES_FILE, data)
 
 

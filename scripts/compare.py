@@ -138,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # The library, imported only once the input is known to be good (torch takes seconds to import).
     from agents.evaluation import evaluate, split_seeds
+    from agents.oracle import Oracle
     from agents.policies import BestStatic, RandomPolicy, RuleBased, StaticHold
     from agents.results import (
         RunFolder,
@@ -146,12 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_baselines,
         write_evaluation,
     )
-    from agents.tuning import tune_best_static, tune_rule
+    from agents.tuning import tune_best_static, tune_oracle, tune_rule
 
     progress = not args.no_progress
     train_algos = [] if args.no_train or args.load is not None else args.algos
+    # PPO-style agents train on sub-books with their own macro paths (training.sub_books of them, each on its
+    # own training seed), so the run needs that many training seeds.
+    if train_algos:
+        from agents.agent_config import load_agent_config as _agent_config
+
+        sub_books = max(_agent_config(algo, config.name).training.sub_books for algo in train_algos)
+    else:
+        sub_books = 1
     try:
-        seeds = split_seeds(training=1, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+        seeds = split_seeds(training=sub_books, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
     except ValueError as exc:
         raise ValueError(f"--seed {args.seed} with --tune-seeds and --eval-seeds: {exc}") from None
 
@@ -205,6 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 constraint=args.constraint,
                 resume=args.resume,
                 progress=progress,
+                # several macro paths per rollout, and the checkpoint kept is the best under the cap on the
+                # tuning seeds (agents.multibook, agents.model_selection)
+                book_seeds=list(seeds.training) if sub_books > 1 else None,
+                tuning_seeds=list(seeds.tuning),
+                holdout_seeds=list(seeds.evaluation),
                 **kwargs,
             )
             agents[algo] = load_agent(run.path, algo)  # what was saved, normalisation included
@@ -223,19 +237,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             search_seed=args.seed,
             **rule_kwargs,
         )
-        write_baselines(run, x, rule_params)
+        # The privileged oracle (an upper bound, not deployable) gets the rule's tuning budget.
+        oracle = tune_oracle(
+            config,
+            seeds.tuning,
+            args.accounts,
+            progress=progress,
+            holdout_seeds=seeds.evaluation,
+            search_seed=args.seed,
+            **rule_kwargs,
+        )
+        write_baselines(run, x, rule_params, oracle.params)
         run.write_metrics("tuning_best_static", static_table)
         run.write_metrics("tuning_rule", rule_table)
+        run.write_metrics("tuning_oracle", oracle.table)
 
         policies: dict[str, Any] = {
             "static_hold": StaticHold(),
             "best_static": BestStatic(x),
             "rule": RuleBased(rule_params),
             "random": RandomPolicy(args.seed),
+            "oracle": Oracle(oracle.params),
             **agents,
         }
         print(f"evaluating {len(policies)} policies on seeds {list(seeds.evaluation)}", file=sys.stderr)
-        evaluation = evaluate(policies, config, args.accounts, seeds.evaluation, progress=progress)
+        evaluation = evaluate(
+            policies, config, args.accounts, seeds.evaluation, progress=progress, rule="rule", oracle="oracle"
+        )
         agents_dir = args.load / "agents" if args.load is not None else run.agents_dir
         write_evaluation(
             run,
