@@ -276,6 +276,8 @@ def _fast(agent: Any) -> Any:
     """A PPO agent as the batched actor (agents.fast_actor), which takes the same actions faster."""
     from agents.fast_actor import NumpyActor
 
+    if not hasattr(agent, "model"):  # already the exported actor that agents.training.load_agent returns
+        return agent
     return NumpyActor.from_agent(agent)
 
 
