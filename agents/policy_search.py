@@ -41,10 +41,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from agents.atomic_io import write_json
+from agents.cohort import RUN_OFF_MONTHS, CohortRun, cohort_metrics
 from agents.evaluation import check_disjoint, evaluate, portfolio_seed
 from agents.policies import _Baseline, obs_index
 from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS, discrete_to_multiplier
-from envs.config import CHARGE_OFF_MONTHS, CONFIG_DIR, Config, ConfigError, read_yaml, resolve_config
+from envs.config import CONFIG_DIR, Config, ConfigError, read_yaml, resolve_config
 from envs.observation import observation_space, observe
 from envs.simulator import Simulator
 
@@ -209,16 +210,23 @@ def _measure(
 
 
 def population_rollout(
-    weights: Sequence[np.ndarray], config: Config, accounts: int, seed: int, months: int | None = None
+    weights: Sequence[np.ndarray],
+    config: Config,
+    accounts: int,
+    seed: int,
+    months: int | None = None,
+    run_off_months: int = RUN_OFF_MONTHS,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-user revenue and pooled M3+ rate of each weight vector on seed ``seed``, all in one simulator.
+    """Per-user revenue and whole-life M3+ rate of each weight vector on seed ``seed``, all in one simulator.
 
     Candidate c acts on block c of ``len(weights) x accounts`` slots; every block holds the same accounts
     (the account keys of the evaluator's seed ``seed``) and the simulator has one macro path
     (``macro.seed = seed``), so each block is exactly the evaluator's run of that candidate on that seed
     (actions never feed the random streams), stepped together: one batched simulation per seed instead of
-    one per candidate. The metrics are the evaluator's: the cohort's revenue per account, and its M3+
-    balance over its balance, pooled over the months (a test checks both against ``evaluate``).
+    one per candidate. It follows :func:`agents.cohort.run_cohort` month for month (the window under the
+    policy, ended accounts replaced except in its last month, then the cohort's run-off with lines frozen)
+    and books the months with the evaluator's own :class:`agents.cohort.CohortRun`, one group per block,
+    so the metrics are :func:`agents.cohort.cohort_metrics`'s (a test checks both against ``evaluate``).
     """
     config = resolve_config(config, {"macro.seed": int(seed)})
     months = config.env.horizon if months is None else months
@@ -228,24 +236,35 @@ def population_rollout(
     sim.restart_calendar()
     space = observation_space(config)
     block_weights = np.repeat(np.asarray(weights, dtype=np.float64), accounts, axis=0)  # (n, features)
+    groups = np.repeat(np.eye(p), accounts, axis=0)  # (n, p): slot -> its candidate's block
+    run = CohortRun.empty(months + run_off_months, months, groups, np.zeros(0))
+    run.sums = {name: np.zeros((months + run_off_months, p)) for name in run.sums}  # one column per block
     alive = np.ones(n, dtype=bool)  # the slot still holds its first (cohort) account
-    revenue, m3_balance, balance = np.zeros(n), np.zeros(n), np.zeros(n)
-    for _ in range(months):
+    for t in range(months):
         obs = observe(sim.state, sim.stress, space).T
         action = actions_toward(obs, np.einsum("ij,ij->i", features(obs), block_weights))
+        stress = sim.stress
         result = sim.step(discrete_to_multiplier(action))
         s = sim.state
-        m3 = (s.months_past_due >= 3) & (s.months_past_due < CHARGE_OFF_MONTHS) & (s.balance > 0)
-        revenue[alive] += result.revenue[alive]
-        balance[alive] += s.balance[alive]
-        m3_balance[alive & m3] += s.balance[alive & m3]
-        ended = result.terminated | result.truncated
+        last = t == months - 1  # as the evaluator: the horizon is no end, and nothing is replaced
+        ended = result.terminated if last else result.terminated | result.truncated
+        run.record(t, groups, alive, result.revenue, result.components, s.months_past_due, s.balance, s.line,
+                   ended, stress)  # fmt: skip
         alive &= ~ended
-        sim.renew(np.flatnonzero(ended))
-    by_block = lambda x: x.reshape(p, accounts).sum(axis=1)  # noqa: E731
-    total_balance = by_block(balance)
-    rate = np.divide(by_block(m3_balance), total_balance, out=np.full(p, np.nan), where=total_balance > 0)
-    return by_block(revenue) / accounts, rate
+        if not last:
+            sim.renew(np.flatnonzero(ended))
+    running, t, hold = alive, months, np.ones(n)
+    sim.start_run_off(np.flatnonzero(running))
+    while t < months + run_off_months and running.any():
+        stress = sim.stress
+        result = sim.step(hold)
+        s = sim.state
+        run.record(t, groups, running, result.revenue, result.components, s.months_past_due, s.balance, s.line,
+                   result.terminated, stress)  # fmt: skip
+        running &= ~result.terminated
+        t += 1
+    metrics = cohort_metrics(run.ended(t, running, groups))
+    return metrics["per_user_revenue"], metrics["m3plus_rate"]
 
 
 def feasibility_first(revenue: np.ndarray, m3plus: np.ndarray, limit: float) -> np.ndarray:
