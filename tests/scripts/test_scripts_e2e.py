@@ -268,6 +268,8 @@ def test_benchmark_prints_and_writes_its_table(tmp_path):
         "2",
         "--memory-accounts",
         "1000",
+        "--agent-accounts",
+        "1000",
         "--repeats",
         "2",
         "--write",
