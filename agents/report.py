@@ -179,12 +179,10 @@ def report_markdown(report: Report, title: str, context: Mapping[str, Any]) -> s
         "",
         ", ".join(f"{k}: {v}" for k, v in context.items()),
         "",
-        "The whole-book table is the evaluator's (`agents.evaluation.evaluate`): revenue and M3+ over the "
-        "initial cohort's **whole lives**, the window and then the run-off of the balances left at its end. "
-        f"The per-segment tables and the disparity ratios cover the **window only** ({report.window} "
-        "months under the policy, no run-off), so their revenue and M3+ do not add up to the whole-book figures: "
-        "revenue booked and risk surfacing after the window are left out. Raise and cut rates, average line and "
-        "attrition are window measures in both (the evaluator's too). Segment rates are pooled over accounts and "
+        "Revenue and M3+ count over the initial cohort's **whole lives**, in the whole-book table (the "
+        f"evaluator's) and in the per-segment tables alike: the {report.window}-month window under the policy, "
+        "then the run-off of the balances left at its end. Raise and cut rates, average line and attrition "
+        "cover the window, where the policy sets the lines. Segment rates are pooled over accounts and "
         "seeds. Income and risk bands are **hidden traits** (`Simulator.hidden_traits()`), used for this "
         "analysis only: no policy observes them.",
         "",
