@@ -43,6 +43,7 @@ class Report(NamedTuple):
     target: str  # the policy the tree imitates
     tree_name: str
     reference: str  # the rule the ratios are set against
+    window: int  # [months] the window of the per-segment numbers (env.horizon)
 
 
 def build_report(
@@ -91,11 +92,21 @@ def build_report(
     segments = {name: segment_table(frame) for name, frame in outcomes.items()}
     policies = {name: build_policy(spec) for name, spec in specs.items()} | {tree_name: distilled.policy}
     ref = "best_static" if "best_static" in policies else None
-    evaluation = evaluate(policies, config, num_accounts, seeds, progress=progress, reference=ref)
-    summary = evaluation.summary.join(comparison(evaluation, reference).add_suffix("_vs_rule"), on="policy")
+    # The evaluator compares every policy with the rule the ratios are set against (its *_vs_rule columns).
+    evaluation = evaluate(policies, config, num_accounts, seeds, progress=progress, reference=ref, rule=reference)
+    summary = evaluation.summary
     segment_frame = pd.concat([t.assign(policy=n) for n, t in segments.items()], ignore_index=True)
     segment_frame = segment_frame[["policy", *[c for c in segment_frame.columns if c != "policy"]]]
-    return Report(segment_frame, disparity(segments, reference), summary, distilled, target, tree_name, reference)
+    return Report(
+        segment_frame,
+        disparity(segments, reference),
+        summary,
+        distilled,
+        target,
+        tree_name,
+        reference,
+        config.env.horizon,
+    )
 
 
 def _stack(batches: list, continuous: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -141,8 +152,9 @@ def disparity_markdown(frame: pd.DataFrame, reference: str) -> str:
 
 def summary_markdown(summary: pd.DataFrame, reference: str) -> str:
     rows = []
+    versus_rule = comparison(summary, "rule", reference_policy=reference)
     for r in summary.to_dict("records"):
-        versus = {str(k).removesuffix("_vs_rule"): v for k, v in r.items() if str(k).endswith("_vs_rule")}
+        versus = versus_rule.loc[r["policy"]].to_dict()
         rows.append(
             {
                 "policy": r["policy"],
@@ -167,7 +179,10 @@ def report_markdown(report: Report, title: str, context: Mapping[str, Any]) -> s
         "",
         ", ".join(f"{k}: {v}" for k, v in context.items()),
         "",
-        "Numbers cover the simulated window of the initial cohort; segment rates are pooled over accounts and "
+        "Revenue and M3+ count over the initial cohort's **whole lives**, in the whole-book table (the "
+        f"evaluator's) and in the per-segment tables alike: the {report.window}-month window under the policy, "
+        "then the run-off of the balances left at its end. Raise and cut rates, average line and attrition "
+        "cover the window, where the policy sets the lines. Segment rates are pooled over accounts and "
         "seeds. Income and risk bands are **hidden traits** (`Simulator.hidden_traits()`), used for this "
         "analysis only: no policy observes them.",
         "",

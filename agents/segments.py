@@ -4,8 +4,11 @@ The evaluator reports whole-book numbers and the observed segments; a risk commi
 segments the lender does not see. :func:`cohort_outcomes` therefore follows every account of the initial
 cohort (as the evaluator does: same portfolios, same seeds, same cohort) and records its own outcome,
 with its hidden income and latent risk read from ``Simulator.hidden_traits()``. Those two are **hidden
-traits, used for the analysis only**: no policy sees them. The window is the evaluation window of the
-simulation (``env.horizon`` months), without any run-off after it.
+traits, used for the analysis only**: no policy sees them. Like the evaluator (``agents.cohort``), revenue
+and M3+ count over the accounts' **whole lives**: the window (``env.horizon`` months under the policy), then
+the run-off of the balances left at its end (lines frozen, up to ``RUN_OFF_MONTHS``); raises, cuts, the
+average line and attrition are window measures, where the policy sets the lines. Summed over the segments
+of one seed, revenue per user is the evaluator's ``per_user_revenue``.
 
 Segments:
 
@@ -27,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 import envs
-from agents.cohort import CHARGED_OFF, M3PLUS_BUCKETS
+from agents.cohort import CHARGED_OFF, M3PLUS_BUCKETS, RUN_OFF_MONTHS, _multipliers
 from agents.evaluation import portfolio_seed
 from agents.policies import Policy, is_continuous, obs_index
 from envs.config import Config
@@ -52,9 +55,10 @@ def cohort_outcomes(
 ) -> pd.DataFrame:
     """One row per account of the initial cohort of evaluation seed ``seed``: its segments and outcome.
 
-    Columns: seed, file, income_band, risk_band (levels), revenue [CNY], m3_balance and balance [CNY summed
-    over months], raises, cuts and decisions (months it was decided on), line_months [CNY summed over its
-    open months], open_months, closed (bool: the borrower closed it, not a charge-off).
+    Columns: seed, file, income_band, risk_band (levels), revenue [CNY, whole life], m3_balance and balance
+    [CNY summed over the months of its whole life], raises, cuts and decisions (months it was decided on),
+    line_months [CNY summed over its open months in the window], open_months, closed (bool: the borrower
+    closed it, not a charge-off).
 
     Args:
         observations: if a list, (observation, action) batches of the cohort's months are appended to it.
@@ -75,23 +79,27 @@ def cohort_outcomes(
     sums |= {"line_months": np.zeros(n), "open_months": np.zeros(n)}
     closed = np.zeros(n, dtype=bool)
     state, episode_start = None, np.ones(n, dtype=bool)
-    for _ in range(config.env.horizon):
+    sim = venv.sim
+    for t in range(config.env.horizon):
         actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
         if observations is not None:
             observations.append((obs[alive].copy(), np.asarray(actions)[alive].copy()))
         line_before = obs[:, col["line"]].astype(np.float64)
-        step_obs, _, dones, infos = venv.step(actions)
-        obs = np.asarray(step_obs)
-        info = venv.last_info
-        mpd, balance, line = info["months_past_due"], info["balance"], info["line"]
-        done_idx = np.flatnonzero(dones)
-        truncated = np.zeros(n, dtype=bool)
-        truncated[done_idx] = [infos[i]["TimeLimit.truncated"] for i in done_idx]
+        if t < config.env.horizon - 1:
+            step_obs, _, dones, _ = venv.step(actions)
+            obs = np.asarray(step_obs)
+            info = venv.last_info  # the month's end before ended accounts were replaced
+            revenue, mpd, balance, line = info["revenue"], info["months_past_due"], info["balance"], info["line"]
+        else:  # the last month on the simulator itself, as the evaluator does: the venv would replace accounts
+            result = sim.step(_multipliers(venv, actions))
+            dones, revenue = result.terminated, result.revenue
+            mpd, balance, line = sim.state.months_past_due, sim.state.balance, sim.state.line
+        # A done here is a closure or a charge-off (the horizon is never reached within the loop).
         charged_off = mpd == CHARGED_OFF
-        closes = dones & ~truncated & ~charged_off
-        is_open = ~(charged_off | closes)
+        closes = dones & ~charged_off
+        is_open = ~dones
         m3 = (mpd >= M3PLUS_BUCKETS[0]) & (mpd <= M3PLUS_BUCKETS[1]) & (balance > 0)
-        sums["revenue"] += np.where(alive, info["revenue"], 0.0)
+        sums["revenue"] += np.where(alive, revenue, 0.0)
         sums["m3_balance"] += np.where(alive & m3, balance, 0.0)
         sums["balance"] += np.where(alive, balance, 0.0)
         sums["raises"] += alive & (line > line_before)
@@ -102,6 +110,19 @@ def cohort_outcomes(
         closed |= alive & closes
         alive &= ~dones
         episode_start = dones
+    # Run-off (agents.cohort.run_cohort's): lines held, no drawing, until each account is repaid or charged off.
+    sim.start_run_off(np.flatnonzero(alive))
+    hold = np.ones(n)
+    for _ in range(RUN_OFF_MONTHS):
+        if not alive.any():
+            break
+        result = sim.step(hold)
+        mpd, balance = sim.state.months_past_due, sim.state.balance
+        m3 = (mpd >= M3PLUS_BUCKETS[0]) & (mpd <= M3PLUS_BUCKETS[1]) & (balance > 0)
+        sums["revenue"] += np.where(alive, result.revenue, 0.0)
+        sums["m3_balance"] += np.where(alive & m3, balance, 0.0)
+        sums["balance"] += np.where(alive, balance, 0.0)
+        alive &= ~result.terminated
     frame = pd.DataFrame(sums)
     frame.insert(0, "seed", int(seed))
     frame.insert(1, "file", np.where(thin, "thin-file", "full-file"))

@@ -132,9 +132,10 @@ def run_cell(
     for column in SUMMARY_COLUMNS:
         table[column] = summary[column].to_numpy()
     for ref in ("best_static", "rule"):
-        versus = comparison(evaluation, ref).reindex(summary.index)
+        versus = comparison(evaluation.summary, ref).reindex(summary.index)  # the evaluator's own columns
         for column in versus.columns:
-            table[f"{column}_vs_{ref}"] = versus[column].to_numpy(dtype=float)
+            values = versus[column].to_numpy(dtype=object if column == "shown" else float)
+            table[f"{column}_vs_{ref}"] = values
     return table
 
 

@@ -16,11 +16,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy.stats import bootstrap
 
 from agents.evaluation import Evaluation, check_disjoint, evaluate
 from agents.run_policies import PolicySpec, build_policies, is_agent, with_tuned
-from agents.uplift import comparison, format_versus
+from agents.uplift import change_from_base, comparison, format_versus
 from envs.config import Config
 from envs.scenarios import Scenario, check_scenario, describe_changes
 
@@ -100,7 +99,7 @@ def _table(evaluations: Mapping[str, Evaluation], tuned_under: Mapping[str, str]
     rows = []
     for case, ev in evaluations.items():
         summary = ev.summary.set_index("policy")
-        versus = {ref: comparison(ev, ref) for ref in ("best_static", "rule")}
+        versus = {ref: comparison(ev.summary, ref) for ref in ("best_static", "rule")}
         for name in summary.index:
             s = summary.loc[name]
             tuned = tuned_under.get(name, "-")
@@ -113,34 +112,21 @@ def _table(evaluations: Mapping[str, Evaluation], tuned_under: Mapping[str, str]
             row["cap"], row["meets_cap"] = float(s["cap"]), bool(s["meets_cap"])
             for ref, frame in versus.items():
                 for column, value in frame.loc[name].items():
-                    row[f"{column}_vs_{ref}"] = float(value)
+                    row[f"{column}_vs_{ref}"] = value if column == "shown" else float(value)
             rows.append(row)
     table = pd.DataFrame(rows)
-    base = evaluations["base"].per_seed.pivot(index="seed", columns="policy")
-    scen = evaluations["scenario"].per_seed.pivot(index="seed", columns="policy")
-    rng = np.random.default_rng(0)
-    for column in ("revenue_change", "revenue_change_ci_low", "revenue_change_ci_high", "m3plus_change"):
+    # The change from base: the same policy on the same seeds under two configs, paired over seeds (BCa).
+    change = change_from_base(evaluations["base"].per_seed, evaluations["scenario"].per_seed, np.random.default_rng(0))
+    scenario_rows = table["case"] == "scenario"
+    for column in change.columns:
         table[column] = np.nan
-    for i, scen_row in table[table["case"] == "scenario"].iterrows():
-        name = scen_row["policy"]
-        if name not in base["per_user_revenue"].columns:
-            continue
-        change = (scen["per_user_revenue"][name] - base["per_user_revenue"][name]).to_numpy()
-        table.loc[i, "revenue_change"] = float(change.mean())
-        table.loc[i, ["revenue_change_ci_low", "revenue_change_ci_high"]] = _mean_ci(change, rng)
-        base_m3 = table[(table["case"] == "base") & (table["policy"] == name)]["m3plus_rate"].iloc[0]
-        table.loc[i, "m3plus_change"] = scen_row["m3plus_rate"] - base_m3
+        table.loc[scenario_rows, column] = table.loc[scenario_rows, "policy"].map(change[column])
+    base_m3 = table[table["case"] == "base"].set_index("policy")["m3plus_rate"]
+    table["m3plus_change"] = np.nan
+    table.loc[scenario_rows, "m3plus_change"] = table.loc[scenario_rows, "m3plus_rate"] - table.loc[
+        scenario_rows, "policy"
+    ].map(base_m3)
     return table
-
-
-def _mean_ci(values: np.ndarray, rng: np.random.Generator) -> list[float]:
-    """95% percentile-bootstrap interval of the mean (NaN with fewer than two values)."""
-    if values.size < 2:
-        return [float("nan"), float("nan")]
-    if np.all(values == values[0]):
-        return [float(values[0]), float(values[0])]
-    ci = bootstrap((values,), np.mean, n_resamples=2000, method="percentile", random_state=rng).confidence_interval
-    return [float(ci.low), float(ci.high)]
 
 
 def _versus_cell(row: Mapping[str, Any], ref: str) -> str:
@@ -187,8 +173,8 @@ def format_whatif(table: pd.DataFrame) -> str:
     text = frame.to_string(index=False)
     if " CNY" in text:
         text += (
-            "\nCNY cells: the reference earns zero or less (in the mean or in some bootstrap resample of the seeds),"
-            "\nso an uplift in % means nothing; the paired revenue difference per user is shown instead."
+            "\nCNY cells: the reference earns zero or less on some evaluation seed, so an uplift in % means"
+            "\nnothing; the paired revenue difference per user is shown instead."
         )
     return text
 

@@ -100,3 +100,14 @@ def test_report_of_a_baselines_only_run_distils_the_rule(tiny):
         assert fragment in text
     with pytest.raises(ValueError, match="overlap"):
         build_report(tiny, specs, 50, [5], [5], progress=False)
+
+
+def test_segment_revenue_and_m3plus_add_up_to_the_evaluator_s_whole_life_figures(tiny):
+    # two code paths (per-account sums here, the evaluator's cohort sums) over the same whole lives
+    from agents.evaluation import evaluate
+
+    outcomes = cohort_outcomes(CutLowScores(), tiny, 300, seed=5)
+    book = evaluate({"p": CutLowScores()}, tiny, 300, [5], progress=False, reference=None).summary.iloc[0]
+    assert outcomes["revenue"].sum() / 300 == pytest.approx(book["per_user_revenue"], rel=1e-9)
+    assert outcomes["m3_balance"].sum() / outcomes["balance"].sum() == pytest.approx(book["m3plus_rate"], rel=1e-9)
+    assert outcomes["line_months"].sum() / outcomes["open_months"].sum() == pytest.approx(book["average_line"])

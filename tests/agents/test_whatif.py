@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from agents.run_policies import PolicySpec
-from agents.uplift import format_versus, paired
+from agents.uplift import change_from_base, comparison, format_versus
 from agents.whatif import format_whatif, run_whatif
 from envs.config import load_config
 from envs.scenarios import load_scenario
@@ -19,12 +20,34 @@ SPECS: dict[str, PolicySpec] = {
 }
 
 
-def test_paired_difference_and_uplift_by_hand():
-    a, b = np.array([110.0, 130.0, 120.0]), np.array([100.0, 100.0, 100.0])
-    diff, low, high, uplift, u_low, u_high = paired(a, b, np.random.default_rng(0))
-    assert diff == pytest.approx(20.0) and uplift == pytest.approx(0.20)  # 120 / 100 - 1
-    assert 10.0 <= low <= diff <= high <= 30.0  # resampled means stay within the per-seed differences
-    assert 0.10 <= u_low <= uplift <= u_high <= 0.30
+def test_change_from_base_is_paired_over_seeds_by_hand():
+    base = pd.DataFrame({"policy": "p", "seed": [1, 2, 3], "per_user_revenue": [100.0, 200.0, 300.0]})
+    scen = base.assign(per_user_revenue=[110.0, 230.0, 320.0])  # changes 10, 30, 20: mean 20
+    change = change_from_base(base, scen, np.random.default_rng(0)).loc["p"]
+    assert change["revenue_change"] == pytest.approx(20.0)
+    # paired: resampled means of the per-seed changes stay within them (unpaired, the spread would be ~100)
+    assert 10.0 <= change["revenue_change_ci_low"] <= 20.0 <= change["revenue_change_ci_high"] <= 30.0
+
+
+def test_comparison_reads_the_evaluator_s_rule_columns_and_refuses_a_summary_without_them():
+    summary = pd.DataFrame(
+        {
+            "policy": ["rule", "agent"],
+            "per_user_revenue": [-40.0, -15.0],
+            "revenue_diff_vs_rule": [0.0, 25.0],
+            "revenue_diff_vs_rule_ci_low": [0.0, 5.0],
+            "revenue_diff_vs_rule_ci_high": [0.0, 45.0],
+            "uplift_vs_rule": [np.nan, np.nan],
+            "uplift_vs_rule_ci_low": [np.nan, np.nan],
+            "uplift_vs_rule_ci_high": [np.nan, np.nan],
+            "comparison_vs_rule": ["revenue_diff", "revenue_diff"],
+        }
+    )
+    row = comparison(summary, "rule").loc["agent"]
+    assert row["reference_revenue"] == -40.0 and row["shown"] == "revenue_diff"
+    assert format_versus(row.to_dict()) == "+25.0 CNY [+5.0, +45.0]"
+    with pytest.raises(KeyError, match="comparison_vs_best_static"):
+        comparison(summary, "best_static")
 
 
 def test_uplift_over_a_losing_reference_is_a_cny_difference_never_blank():
@@ -39,6 +62,8 @@ def test_uplift_over_a_losing_reference_is_a_cny_difference_never_blank():
     assert format_versus(shaky) == "+20.0 CNY [+10.0, +40.0]"
     assert format_versus({"reference_revenue": float("nan")}) == "n/a"
     assert format_versus(earning, is_reference=True) == "reference"
+    # the evaluator's choice wins: CNY when it says the reference is not positive on every seed
+    assert format_versus(earning | {"shown": "revenue_diff"}) == "+20.0 CNY [+10.0, +40.0]"
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +89,15 @@ def test_a_funding_shock_costs_revenue_and_leaves_risk_alone(tiny):
     assert (scen["revenue_change"] < 0).all()
     np.testing.assert_array_equal(scen["m3plus_rate"], base["m3plus_rate"])
     assert set(table.columns) >= {"uplift_vs_best_static", "uplift_vs_rule", "revenue_diff_vs_rule"}
+    # the comparisons are the evaluator's own, not recomputed
+    evaluator = result.base.summary.set_index("policy")
+    pairs = {"uplift_vs_rule": "uplift_vs_rule", "revenue_diff_ci_low_vs_rule": "revenue_diff_vs_rule_ci_low"}
+    pairs |= {
+        "revenue_diff_vs_best_static": "revenue_diff_vs_best_static",
+        "uplift_ci_high_vs_best_static": "uplift_ci_high",
+    }
+    for ours, theirs in pairs.items():
+        np.testing.assert_array_equal(base[ours], evaluator.loc[base.index, theirs])
     assert (base.loc["static_hold", "tuned_under"], base.loc["best_static", "tuned_under"]) == ("-", "base")
     text = format_whatif(table)
     for fragment in ("revenue/user [CNY]", "change [95% CI]", "vs best static", "vs rule", "reference"):
