@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -159,7 +159,7 @@ def tune_best_static(
 
 def sample_rule_params(rng: np.random.Generator) -> RuleParams:
     """One random draw from :data:`RULE_SPACE`."""
-    values = {}
+    values: dict[str, Any] = {}  # floats, ints and None (no line cap), as RuleParams takes them
     for name, options in RULE_SPACE.items():
         if name in _RANGES:
             values[name] = float(rng.uniform(*options))
