@@ -134,13 +134,13 @@ class AgentConfig(_Section):
         return self.model_dump(mode="json")
 
 
-_HYPER = {"ppo": PPOHyper, "a2c": A2CHyper, "dqn": DQNHyper, "sac": SACHyper}
+_HYPER: dict[str, type[_Section]] = {"ppo": PPOHyper, "a2c": A2CHyper, "dqn": DQNHyper, "sac": SACHyper}
 _SECTIONS = ("training", "policy", "hyperparameters", "constraint")
 
 
-def check_algo(algo: str) -> str:
+def check_algo(algo: object) -> str:
     """``algo`` if it is one of ALGORITHM_NAMES, else a ConfigError listing them."""
-    if algo not in ALGORITHM_NAMES:
+    if not isinstance(algo, str) or algo not in ALGORITHM_NAMES:
         raise ConfigError(f"unknown algorithm '{algo}'; choose one of {', '.join(ALGORITHM_NAMES)}")
     return algo
 
@@ -179,13 +179,13 @@ def _set_key(data: dict[str, Any], key: str, value: Any) -> None:
 
 
 def _field_names(algo: str, section: str) -> set[str]:
-    model = {
+    models: dict[str, type[BaseModel]] = {
         "training": TrainingSettings,
         "policy": PolicySettings,
         "constraint": ConstraintConfig,
         "hyperparameters": _HYPER[algo],
-    }[section]
-    return set(model.model_fields)
+    }
+    return set(models[section].model_fields)
 
 
 def validate_agent_config(data: Mapping[str, Any], source: str) -> AgentConfig:

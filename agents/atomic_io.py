@@ -75,7 +75,7 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _text_writer(produce: Callable[[IO[str]], None]) -> Callable[[IO[bytes]], None]:
+def _text_writer(produce: Callable[[IO[str]], object]) -> Callable[[IO[bytes]], None]:
     """Adapt a text serialiser to the binary temporary file (UTF-8, ``\\n`` line ends)."""
 
     def write(handle: IO[bytes]) -> None:

@@ -19,7 +19,6 @@ PPO run), tuning and evaluation, checked disjoint before anything runs and writt
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import shutil
 from collections.abc import Callable, Sequence
@@ -30,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from agents.atomic_io import save_figure, write_csv, write_json
-from agents.evaluation import Evaluation, bootstrap_ci, check_disjoint, evaluate, split_seeds
+from agents.evaluation import bootstrap_ci, check_disjoint, evaluate, split_seeds
 from agents.oracle import Oracle, OracleParams
 from agents.policies import BestStatic, RuleBased, RuleParams, StaticHold
 from agents.policy_search import LinearScorePolicy, load_policy_search_config, train_policy_search
@@ -39,7 +38,7 @@ from envs.config import Config, load_config
 
 POLICY_SEARCH_SEEDS = 8  # training seeds of policy search
 SUB_BOOKS = 8  # training seeds (sub-books) of one PPO run
-# What the headline table shows, in this order (columns the evaluator does not have yet are NaN).
+# What the headline table shows, in this order.
 COLUMNS = [
     "preset",
     "policy",
@@ -159,45 +158,10 @@ def _ppo_run(config: Config, seeds: dict[str, list[int]], i: int, budget: Budget
 
 
 def _evaluate(policies: dict[str, Any], config: Config, seeds: Sequence[int], accounts: int, progress: bool):
-    """The evaluator, with the rule and oracle comparisons when it offers them (interfaces item 3)."""
-    extra: dict[str, Any] = {}
-    params = inspect.signature(evaluate).parameters
-    if "rule" in params:
-        extra["rule"] = "rule"
-    if "oracle" in params:
-        extra["oracle"] = "oracle"
-    return evaluate(policies, config, accounts, seeds, progress=progress, reference="best_static", **extra)
-
-
-def _with_comparisons(evaluation: Evaluation) -> tuple[pd.DataFrame, list[str]]:
-    """The summary with every headline column; a note for each one the evaluator did not provide.
-
-    Fallback until the evaluator gains them (interfaces item 3): ``uplift_vs_rule`` from the evaluator's
-    own paired comparison with ``rule`` as the reference, ``oracle_share`` from its revenue differences
-    against best static; M3+ by regime stays NaN.
-    """
-    summary, notes = evaluation.summary.copy(), []
-    if "uplift_vs_rule" not in summary:
-        from agents.evaluation import _versus
-
-        versus = _versus(evaluation.per_seed, "rule", np.random.default_rng(0), 2000)
-        summary = summary.join(
-            versus[["uplift_vs_best_static", "uplift_ci_low", "uplift_ci_high"]].set_axis(
-                ["uplift_vs_rule", "uplift_vs_rule_ci_low", "uplift_vs_rule_ci_high"], axis=1
-            ),
-            on="policy",
-        )
-        notes.append("uplift_vs_rule: the evaluator's paired bootstrap with the rule as reference (fallback)")
-    if "oracle_share" not in summary:
-        diff = summary.set_index("policy")["revenue_diff_vs_best_static"]
-        room = diff.get("oracle", np.nan)
-        summary["oracle_share"] = summary["policy"].map(diff / room if room and room > 0 else diff * np.nan)
-        notes.append("oracle_share: (policy - best static) / (oracle - best static) from the evaluator's differences")
-    for column in ("m3plus_rate_stress", "m3plus_rate_normal"):
-        if column not in summary:
-            summary[column] = np.nan
-            notes.append(f"{column}: not provided by this evaluator yet (NaN)")
-    return summary, notes
+    """The evaluator, with the comparisons against best static and the rule and the oracle share."""
+    return evaluate(
+        policies, config, accounts, seeds, progress=progress, reference="best_static", rule="rule", oracle="oracle"
+    )
 
 
 def _ppo_over_seeds(summary: pd.DataFrame, names: list[str], selected: str | None) -> pd.DataFrame:
@@ -230,8 +194,8 @@ def _ppo_over_seeds(summary: pd.DataFrame, names: list[str], selected: str | Non
     return pd.concat([summary, *rows], ignore_index=True)
 
 
-def run_preset(preset: str, out: Path, budget: Budget, progress: bool = True) -> tuple[pd.DataFrame, list[str]]:
-    """Every cell of one preset (see the module docstring); its headline rows and the fallback notes."""
+def run_preset(preset: str, out: Path, budget: Budget, progress: bool = True) -> pd.DataFrame:
+    """Every cell of one preset (see the module docstring); its headline rows."""
     config = load_config(preset)
     folder = out / preset
     folder.mkdir(parents=True, exist_ok=True)
@@ -252,7 +216,7 @@ def run_preset(preset: str, out: Path, budget: Budget, progress: bool = True) ->
     for i in range(budget.ppo_seeds):
         agent, kept = _ppo_run(config, seeds, i, budget, folder, progress)
         name = f"ppo_seed_{i}"
-        policies[name] = _fast(agent)
+        policies[name] = agent  # the exported actor (agents.policy_export), batched
         ppo_names.append(name)
         score = float(kept["per_user_revenue"]) if bool(kept["meets_cap"]) else -np.inf
         if selected is None or score > best:  # selection over runs on the tuning seeds, never evaluation
@@ -260,25 +224,14 @@ def run_preset(preset: str, out: Path, budget: Budget, progress: bool = True) ->
     summary_path = folder / "summary.csv"
     if summary_path.is_file():
         table = pd.read_csv(summary_path)
-        notes = json.loads((folder / "notes.json").read_text(encoding="utf-8"))
     else:
         evaluation = _evaluate(policies, config, seeds["evaluation"], budget.accounts, progress)
-        table, notes = _with_comparisons(evaluation)
+        table = evaluation.summary
         if ppo_names:
             table = _ppo_over_seeds(table, ppo_names, selected)
         write_csv(folder / "per_seed.csv", evaluation.per_seed)
-        write_json(folder / "notes.json", notes)
         write_csv(summary_path, table)
-    return table.assign(preset=preset)[COLUMNS], notes
-
-
-def _fast(agent: Any) -> Any:
-    """A PPO agent as the batched actor (agents.fast_actor), which takes the same actions faster."""
-    from agents.fast_actor import NumpyActor
-
-    if not hasattr(agent, "model"):  # already the exported actor that agents.training.load_agent returns
-        return agent
-    return NumpyActor.from_agent(agent)
+    return table.assign(preset=preset)[COLUMNS]
 
 
 def plot_uplift(table: pd.DataFrame):

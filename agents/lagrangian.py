@@ -38,12 +38,13 @@ pools that many independent macro paths, so the rate no longer swings with one p
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, Literal, NamedTuple, Protocol, cast
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env.base_vec_env import VecEnvObs
 
 from envs.config import CHARGE_OFF_MONTHS
 
@@ -311,12 +312,13 @@ class CostPenaltyVecEnv(VecEnvWrapper):
         self.stats = RolloutStats()
         self.last_step: PenalisedStep | None = None
 
-    def reset(self) -> np.ndarray:
+    def reset(self) -> VecEnvObs:
         return self.venv.reset()
 
     def step_wait(self):
         obs, reward, dones, infos = self.venv.step_wait()
-        info = self.venv.last_info
+        # a make_portfolio VecEnv's attribute, reached through any VecEnvWrapper's __getattr__ (VecEnv has none)
+        info: dict[str, Any] = cast(Any, self.venv).last_info
         cost = np.asarray(info["cost"], dtype=np.float64)
         penalty = self.holder.value * self.penalty_scale * cost / self.cap
         raw = np.asarray(reward, dtype=np.float64)

@@ -158,15 +158,15 @@ def plot_frontier(
     policies = list(dict.fromkeys(summary["policy"]))
     colours = dict(colours or policy_colours(policies))
     has_ci = {"per_user_revenue_ci_low", "per_user_revenue_ci_high"} <= set(summary.columns)
-    for row in summary.to_dict("records"):
-        x, y = 100 * row["m3plus_rate"], row["per_user_revenue"]
+    for record in summary.to_dict("records"):
+        x, y = 100 * record["m3plus_rate"], record["per_user_revenue"]
+        low, high = record.get("per_user_revenue_ci_low", np.nan), record.get("per_user_revenue_ci_high", np.nan)
         yerr = None
-        if has_ci and np.isfinite([row["per_user_revenue_ci_low"], row["per_user_revenue_ci_high"]]).all():
+        if has_ci and np.isfinite([low, high]).all():
             # asymmetric bars; clipped at 0 in case a CI does not bracket its own estimate
-            yerr = [[max(y - row["per_user_revenue_ci_low"], 0.0)], [max(row["per_user_revenue_ci_high"] - y, 0.0)]]
-        ax.errorbar(
-            [x], [y], yerr=yerr, fmt="o", markersize=7, capsize=4, color=colours.get(row["policy"]), label=row["policy"]
-        )
+            yerr = [[max(y - low, 0.0)], [max(high - y, 0.0)]]
+        name = record["policy"]
+        ax.errorbar([x], [y], yerr=yerr, fmt="o", markersize=7, capsize=4, color=colours.get(name), label=name)
     if cap is not None and np.isfinite(cap):
         _cap_line(ax, cap, vertical=True)
         right = max(ax.get_xlim()[1], 100 * cap * 1.05)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -159,7 +159,7 @@ def tune_best_static(
 
 def sample_rule_params(rng: np.random.Generator) -> RuleParams:
     """One random draw from :data:`RULE_SPACE`."""
-    values = {}
+    values: dict[str, Any] = {}  # floats, ints and None (no line cap), as RuleParams takes them
     for name, options in RULE_SPACE.items():
         if name in _RANGES:
             values[name] = float(rng.uniform(*options))
@@ -199,13 +199,27 @@ def tune_rule(
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
     rng = np.random.default_rng(search_seed)
     trials = [RuleParams()] + [sample_rule_params(rng) for _ in range(n_trials - 1)]
-    policies = {f"trial_{i}": RuleBased(p) for i, p in enumerate(trials)}
+    best, table = _search(trials, RuleBased, config, num_accounts, seeds, months, progress)
+    return RuleTuning(trials[best], table)
+
+
+def _search(
+    trials: list[Any],
+    make: Callable[[Any], Any],
+    config: Config,
+    num_accounts: int,
+    seeds: list[int],
+    months: int | None,
+    progress: bool,
+) -> tuple[int, pd.DataFrame]:
+    """Index of the trial chosen under the cap and one row per trial (parameters and metrics)."""
+    policies = {f"trial_{i}": make(p) for i, p in enumerate(trials)}
     summary = _summary(policies, config, num_accounts, seeds, months, progress)
     params = pd.DataFrame([dataclasses.asdict(p) for p in trials])
     table = pd.concat([pd.DataFrame({"trial": range(len(trials))}), params, summary[_TABLE_COLUMNS]], axis=1)
     best = select_under_cap(table)
     table["chosen"] = np.arange(len(table)) == best
-    return RuleTuning(trials[best], table)
+    return best, table
 
 
 # -- the privileged oracle (an upper bound, see agents.oracle) ---------------------------------------------
@@ -238,10 +252,5 @@ def tune_oracle(
         raise ValueError(f"n_trials must be a positive integer, got {n_trials!r}")
     rng = np.random.default_rng(search_seed)
     trials = [OracleParams()] + [sample_oracle_params(rng) for _ in range(n_trials - 1)]
-    policies = {f"trial_{i}": Oracle(p) for i, p in enumerate(trials)}
-    summary = _summary(policies, config, num_accounts, seeds, months, progress)
-    params = pd.DataFrame([dataclasses.asdict(p) for p in trials])
-    table = pd.concat([pd.DataFrame({"trial": range(len(trials))}), params, summary[_TABLE_COLUMNS]], axis=1)
-    best = select_under_cap(table)
-    table["chosen"] = np.arange(len(table)) == best
+    best, table = _search(trials, Oracle, config, num_accounts, seeds, months, progress)
     return OracleTuning(trials[best], table)

@@ -14,7 +14,7 @@ import copy
 import math
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -23,9 +23,13 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 PRESET_DIR = CONFIG_DIR / "presets"
 BASE_CONFIG = CONFIG_DIR / "base.yaml"
 
-AGE_BANDS = ("18-24", "25-35", "36-45", "46+")
-CITY_TIERS = ("tier1", "tier2", "lower")
-REPAYMENT_MODES = ("revolving", "equal_principal", "interest_first")
+AgeBand = Literal["18-24", "25-35", "36-45", "46+"]
+CityTier = Literal["tier1", "tier2", "lower"]
+RepaymentMode = Literal["revolving", "equal_principal", "interest_first"]
+# in the order the simulator indexes them
+AGE_BANDS: tuple[AgeBand, ...] = get_args(AgeBand)
+CITY_TIERS: tuple[CityTier, ...] = get_args(CityTier)
+REPAYMENT_MODES: tuple[RepaymentMode, ...] = get_args(RepaymentMode)
 # 180 days past due: FFIEC charge-off policy; loss class under Chinese card rules (DOMAIN.md section 3).
 CHARGE_OFF_MONTHS = 6
 APR_CEILING = 0.36  # the legal upper bound the schema accepts; the products' own bands sit inside it
@@ -34,9 +38,6 @@ Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Apr = Annotated[float, Field(ge=0.0, le=APR_CEILING)]
 PositiveFloat = Annotated[float, Field(gt=0.0)]
 NonNegativeFloat = Annotated[float, Field(ge=0.0)]
-AgeBand = Literal["18-24", "25-35", "36-45", "46+"]
-CityTier = Literal["tier1", "tier2", "lower"]
-RepaymentMode = Literal["revolving", "equal_principal", "interest_first"]
 
 
 class ConfigError(ValueError):
@@ -143,10 +144,9 @@ class PopulationConfig(_Section):
     def _consistent(self) -> PopulationConfig:
         _check_mix("age_mix", self.age_mix)
         _check_mix("city_mix", self.city_mix)
-        for name in ("age_risk",):
-            missing = set(AGE_BANDS) - set(getattr(self, name))
-            if missing:
-                raise ValueError(f"{name} lacks age bands {sorted(missing)}")
+        missing_bands = set(AGE_BANDS) - set(self.age_risk)
+        if missing_bands:
+            raise ValueError(f"age_risk lacks age bands {sorted(missing_bands)}")
         for name in ("city_risk", "income_median"):
             missing = set(CITY_TIERS) - set(getattr(self, name))
             if missing:

@@ -19,7 +19,6 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -102,7 +101,7 @@ def peak_memory(preset: str, accounts: int, steps: int = 3) -> float:
 def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None, hold: bool = False) -> float:
     """Wall seconds of ``agents.evaluation.evaluate`` of a PPO actor on ``accounts`` accounts over the horizon.
 
-    The actor runs batched (``agents.fast_actor.NumpyActor``). Without ``run_dir`` it is a new PPO of
+    The actor runs batched (``agents.policy_export.ExportedPolicy``). Without ``run_dir`` it is a new PPO of
     ``configs/agents/ppo.yaml``'s architecture and initial hold bias (a trained one costs the same per
     step; its actions, like a trained agent's, mostly hold); with it, the PPO trained in ``run_dir``.
     ``hold``: time the static-hold baseline instead (the simulator and evaluator alone, for comparison).
@@ -111,9 +110,9 @@ def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None, ho
 
     from agents.agent_config import load_agent_config
     from agents.evaluation import evaluate
-    from agents.fast_actor import NumpyActor
     from agents.lagrangian import LambdaHolder
     from agents.policies import StaticHold
+    from agents.policy_export import ExportedPolicy
     from agents.training import _build_env, _new_model, load_agent
 
     if hold:
@@ -126,7 +125,7 @@ def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None, ho
         _, vecnorm = _build_env(config, 256, 0, False, agent, LambdaHolder())
         assert isinstance(vecnorm, VecNormalize)
         vecnorm.reset()  # observation statistics from one month of a real book, as after training starts
-        actor = NumpyActor.from_agent(SimpleNamespace(model=_new_model(agent, vecnorm, 0), vecnormalize=vecnorm))
+        actor = ExportedPolicy.from_model("ppo", _new_model(agent, vecnorm, 0), vecnorm, agent.policy.activation)
     start = time.perf_counter()
     evaluate({"ppo": actor}, preset, accounts, [0], progress=False, reference=None, n_boot=10)
     return time.perf_counter() - start

@@ -106,16 +106,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.ppo_accounts,
         args.seed,
     )
-    tables, notes = [], set()
-    for preset in tqdm(args.presets, desc="presets", disable=args.no_progress):
-        table, preset_notes = run_preset(preset, args.out, budget, progress=not args.no_progress)
-        tables.append(table)
-        notes.update(preset_notes)
+    tables = [
+        run_preset(preset, args.out, budget, progress=not args.no_progress)
+        for preset in tqdm(args.presets, desc="presets", disable=args.no_progress)
+    ]
     table = write_headline(tables, args.out)
     shown = table[~table["policy"].str.startswith("ppo_seed_")][COLUMNS]
     print(_format(shown))
-    for note in sorted(notes):
-        print(f"note: {note}")
     print(f"\nwritten to {args.out / 'summary.csv'} and {args.out / 'uplift.png'}")
     return 0
 

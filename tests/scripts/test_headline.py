@@ -38,7 +38,7 @@ def test_training_tuning_and_evaluation_seeds_never_overlap(ppo_seeds):
 
 
 def test_a_study_resumes_from_its_cells_and_refuses_another_budget(tmp_path, monkeypatch):
-    table, notes = run_preset("wechat", tmp_path, TINY, progress=False)
+    table = run_preset("wechat", tmp_path, TINY, progress=False)
     assert list(table.columns) == COLUMNS
     assert {"static_hold", "best_static", "rule", "oracle", "policy_search"} <= set(table["policy"])
     oracle = table.set_index("policy").loc["oracle"]
@@ -52,7 +52,7 @@ def test_a_study_resumes_from_its_cells_and_refuses_another_budget(tmp_path, mon
 
     for name in ("_baselines", "_policy_search", "_evaluate"):
         monkeypatch.setattr(headline, name, fail)
-    again, _ = run_preset("wechat", tmp_path, TINY, progress=False)
+    again = run_preset("wechat", tmp_path, TINY, progress=False)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True), check_dtype=False)
     with pytest.raises(ValueError, match="other seeds or budget"):
         run_preset("wechat", tmp_path, TINY._replace(eval_seeds=3), progress=False)

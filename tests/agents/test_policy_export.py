@@ -1,0 +1,74 @@
+"""The exported actor takes the SB3 agent's actions, from memory or from its files, on a book of any size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env import VecNormalize
+
+import agents.policy_export as policy_export
+import envs
+from agents.policy_export import ExportedPolicy, export_policy, normalisation_arrays
+
+
+def _model() -> tuple[PPO, VecNormalize, np.ndarray]:
+    venv = VecNormalize(envs.make_portfolio("wechat", 256, seed=3), norm_reward=False)
+    model = PPO(
+        "MlpPolicy",
+        venv,
+        n_steps=8,
+        batch_size=64,
+        seed=0,
+        device="cpu",
+        policy_kwargs={"net_arch": [16, 16], "activation_fn": torch.nn.Tanh},
+    )
+    with torch.no_grad():  # large random weights: a policy that uses several of the seven actions
+        for p in model.policy.parameters():
+            p.mul_(8.0)
+    venv.reset()
+    for _ in range(12):  # observation statistics away from their initial zeros and ones
+        venv.step(np.random.default_rng(0).integers(0, 7, 256))
+    venv.training = False
+    return model, venv, venv.get_original_obs()
+
+
+def test_actor_from_memory_acts_as_the_sb3_model():
+    model, venv, raw = _model()
+    expected, _ = model.predict(venv.normalize_obs(raw).astype(np.float32), deterministic=True)
+    actor = ExportedPolicy.from_model("ppo", model, venv, "tanh")
+    actions, state = actor.predict(raw)
+    assert state is None and actions.shape == (256,)
+    assert len(np.unique(expected)) >= 3  # the check covers more than one action
+    np.testing.assert_array_equal(actions, expected)
+    assert actor.predict(raw[0])[0] == actions[0]
+    assert "in memory" in repr(actor)
+
+
+def test_actor_from_files_acts_as_the_one_from_memory(tmp_path):
+    model, venv, raw = _model()
+    export_policy(tmp_path, "ppo", model.policy.state_dict(), "tanh", 0)
+    rms = venv.obs_rms
+    np.savez(
+        tmp_path / "vecnormalize.npz", **normalisation_arrays(rms.mean, rms.var, venv.epsilon, venv.clip_obs, True)
+    )
+    np.testing.assert_array_equal(
+        ExportedPolicy(tmp_path).predict(raw)[0], ExportedPolicy.from_model("ppo", model, venv, "tanh").predict(raw)[0]
+    )
+
+
+def test_a_book_larger_than_a_chunk_gets_the_actions_of_one_pass(monkeypatch):
+    model, venv, raw = _model()
+    actor = ExportedPolicy.from_model("ppo", model, venv, "tanh")
+    whole, _ = actor.predict(raw)
+    monkeypatch.setattr(policy_export, "_CHUNK", 37)  # 256 accounts: six full chunks and a partial one
+    np.testing.assert_array_equal(actor.predict(raw)[0], whole)
+
+
+def test_unknown_algorithm_or_activation_is_named():
+    model, venv, _ = _model()
+    with pytest.raises(ValueError, match="unknown algo 'td3'"):
+        ExportedPolicy.from_model("td3", model, venv, "tanh")
+    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
+        ExportedPolicy.from_model("ppo", model, venv, "gelu")
