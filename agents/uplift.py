@@ -67,7 +67,8 @@ def comparison(summary: pd.DataFrame, reference: str, reference_policy: str | No
     out.columns = list(COLUMNS)
     out["shown"] = indexed[columns[-1]]
     policy = reference if reference_policy is None else reference_policy
-    out["reference_revenue"] = float(indexed.loc[policy, "per_user_revenue"]) if policy in indexed.index else math.nan
+    revenue = indexed["per_user_revenue"].astype(float)
+    out["reference_revenue"] = float(revenue[policy]) if policy in indexed.index else math.nan
     return out
 
 
