@@ -115,6 +115,20 @@ def _rule_params(data: dict[str, Any], source: str) -> Any:
     return RuleParams(**data)  # its own checks raise ValueError naming the bad value
 
 
+def _oracle(data: Any, source: str) -> Any:
+    from dataclasses import fields
+
+    from agents.oracle import Oracle, OracleParams
+
+    allowed = [f.name for f in fields(OracleParams)]
+    if not isinstance(data, dict) or sorted(set(data) - set(allowed)):
+        raise ValueError(f"{source}: 'oracle' must be a mapping of OracleParams fields {allowed}, got {data!r}")
+    try:
+        return Oracle(OracleParams(**data))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source}: oracle: {exc}") from None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -173,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 policies["rule_untuned"] = RuleBased()
         elif baseline == "random":
             policies["random"] = RandomPolicy(args.seed)
+    if "oracle" in tuned:  # the run's privileged oracle (an upper bound), rebuilt from its tuned parameters
+        policies["oracle"] = _oracle(tuned["oracle"], f"{args.run}/baselines.json")
 
     if args.run is not None:
         from agents.agent_files import check_fits, load_agent  # data files only: no SB3, no pickle
@@ -227,6 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             seeds,
             progress=not args.no_progress,
             reference="best_static" if "best_static" in policies else None,
+            rule="rule" if "rule" in policies else None,
+            oracle="oracle" if "oracle" in policies else None,
         )
         write_evaluation(
             run,

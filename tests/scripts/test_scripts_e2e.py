@@ -199,12 +199,12 @@ def test_compare_then_evaluate_end_to_end(tmp_path):
 
     summary = pd.read_csv(run / "summary.csv")
     assert set(SUMMARY_COLUMNS) <= set(summary.columns)
-    assert set(summary["policy"]) == {"static_hold", "best_static", "rule", "random", "ppo"}
+    assert set(summary["policy"]) == {"static_hold", "best_static", "rule", "random", "oracle", "ppo"}
     assert summary["per_user_revenue"].notna().all() and (summary["cap"] == 0.018).all()
     for figure in ("monthly", "frontier", "training"):
         png = run / "figures" / f"{figure}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
-    for table in ("monthly", "by_segment", "per_seed", "tuning_best_static", "tuning_rule"):
+    for table in ("monthly", "by_segment", "per_seed", "tuning_best_static", "tuning_rule", "tuning_oracle"):
         assert len(pd.read_csv(run / "metrics" / f"{table}.csv")) > 0
     assert (run / "agents" / "ppo" / "model.zip").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["env"]["horizon"] == 6
@@ -236,7 +236,7 @@ def test_compare_then_evaluate_end_to_end(tmp_path):
     )
     assert done.returncode == 0, done.stderr[-3000:]
     again = pd.read_csv(tmp_path / "results" / "again" / "summary.csv")
-    assert set(again["policy"]) == {"static_hold", "best_static", "rule", "random", "ppo"}
+    assert set(again["policy"]) == {"static_hold", "best_static", "rule", "random", "oracle", "ppo"}
     # same seeds, accounts and policies (random seeded alike): every number is reproduced
     pd.testing.assert_frame_equal(
         summary.set_index("policy")[SUMMARY_COLUMNS[1:]],
