@@ -255,6 +255,7 @@ def test_agent_overrides_apply_to_all_or_one_algorithm(compare):
     }
 
 
+@pytest.mark.slow  # runs the benchmark script in a subprocess
 def test_benchmark_prints_and_writes_its_table(tmp_path):
     # A tiny run: the figures themselves are machine-dependent; the table, its rows and the file are not.
     out = tmp_path / "bench.md"
@@ -291,6 +292,7 @@ def test_benchmark_prints_and_writes_its_table(tmp_path):
     assert "best of 2 runs per figure" in written and "speed-up" in written
 
 
+@pytest.mark.slow  # runs the benchmark script in a subprocess
 def test_benchmark_rejects_bad_sizes(tmp_path):
     done = run_script("benchmark.py", "--repeats", "0", cwd=tmp_path)
     assert_clean_error(done, "--repeats")
