@@ -18,7 +18,6 @@ never half of one. The folder itself, its name, its status and ``--overwrite`` a
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -39,6 +38,7 @@ from agents.run_folder import check_out_dir as check_out_dir
 from agents.run_folder import check_run_name as check_run_name
 from agents.run_folder import default_run_name as default_run_name
 from agents.run_folder import now_iso as now_iso
+from agents.run_folder import read_json_object
 from agents.run_folder import read_metadata as read_metadata
 from agents.run_folder import run_status as run_status
 
@@ -212,14 +212,9 @@ def write_baselines(
 def read_seeds(folder: str | Path) -> dict[str, list[int]] | None:
     """A run folder's ``seeds.json`` (None if absent); ``ValueError`` naming the file if it is malformed."""
     path = Path(folder) / "seeds.json"
-    if not path.is_file():
+    data = read_json_object(path)
+    if data is None:
         return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object with train, tune and eval seed lists")
     seeds: dict[str, list[int]] = {}
     for key in ("train", "tune", "eval"):
         values = data.get(key, [])
@@ -233,16 +228,7 @@ def read_seeds(folder: str | Path) -> dict[str, list[int]] | None:
 
 def read_baselines(folder: str | Path) -> dict[str, Any]:
     """The ``baselines.json`` of a run folder as plain data ({} if the run tuned no baselines)."""
-    path = Path(folder) / BASELINES_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
-    return data
+    return read_json_object(Path(folder) / BASELINES_FILE) or {}
 
 
 def write_evaluation(

@@ -74,9 +74,8 @@ def check_out_dir(root: str | Path, option: str = "--out") -> Path:
     return root
 
 
-def read_metadata(folder: str | Path) -> dict[str, Any] | None:
-    """A run folder's ``metadata.json`` (None if absent); ``ValueError`` naming the file if unreadable."""
-    path = Path(folder) / "metadata.json"
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path`` (None if absent); ``ValueError`` naming the file if it is not one."""
     if not path.is_file():
         return None
     try:
@@ -86,6 +85,11 @@ def read_metadata(folder: str | Path) -> dict[str, Any] | None:
     if not isinstance(data, dict):
         raise ValueError(f"{path} must hold a JSON object, got {type(data).__name__}")
     return data
+
+
+def read_metadata(folder: str | Path) -> dict[str, Any] | None:
+    """A run folder's ``metadata.json`` (None if absent); ``ValueError`` naming the file if unreadable."""
+    return read_json_object(Path(folder) / "metadata.json")
 
 
 def _process_alive(pid: int) -> bool:
