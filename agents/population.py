@@ -37,7 +37,7 @@ from envs.config import Config, resolve_config
 from envs.observation import observation_space, observe
 from envs.simulator import Simulator
 
-__all__ = ["BlockView", "population_runs", "population_summary", "MAX_SLOTS"]
+__all__ = ["BlockView", "population_runs", "population_metrics", "population_summary", "MAX_SLOTS"]
 
 # Slots of one batched simulator [accounts]: 240 candidates x 2,000 accounts fit in one (about 0.5 GB of
 # state and temporaries); more candidates run in several batches of the same seed, one after the other.
@@ -214,6 +214,23 @@ def _record(
     for run, g, b in zip(runs, groups, blocks, strict=True):
         run.record(t, g, members[b], revenue[b], {"credit_loss": credit_loss[b]}, s.months_past_due[b],
                    s.balance[b], s.line[b], ended[b], stress)  # fmt: skip
+
+
+def population_metrics(
+    policies: Sequence[Policy],
+    config: Config | str,
+    num_accounts: int,
+    seed: int,
+    months: int | None = None,
+    run_off_months: int = RUN_OFF_MONTHS,
+) -> dict[str, np.ndarray]:
+    """:func:`agents.cohort.cohort_metrics` of every policy on seed ``seed`` (all accounts): metric name ->
+    one value per policy, in order. E.g. a policy search's per-user revenue and M3+ rate of a generation."""
+    config = resolve_config(config)
+    months = config.env.horizon if months is None else months
+    runs = population_runs(policies, config, num_accounts, seed, months, run_off_months)
+    metrics = [cohort_metrics(run) for run in runs]
+    return {name: np.array([m[name][0] for m in metrics]) for name in METRICS}
 
 
 def population_summary(

@@ -9,7 +9,8 @@ import pytest
 from agents.evaluation import evaluate
 from agents.oracle import Oracle, OracleParams, sample_oracle_params
 from agents.policies import BestStatic, RuleBased, StaticHold
-from agents.population import BlockView, population_runs, population_summary
+from agents.policy_search import FEATURES, LinearScorePolicy
+from agents.population import BlockView, population_metrics, population_runs, population_summary
 from agents.tuning import sample_rule_params
 from envs.config import load_config
 from envs.simulator import Simulator
@@ -83,3 +84,16 @@ def test_bad_input_is_named():
         population_runs([oracle, oracle], config, 50, seed=1, months=3)
     with pytest.raises(ValueError, match="non-empty"):
         population_summary({}, config, 50, [1], progress=False)
+
+
+def test_population_metrics_of_policy_search_candidates_are_the_evaluators():
+    # What a policy search needs of a generation: each candidate's revenue and M3+ rate on one seed.
+    rng = np.random.default_rng(2)
+    weights = [np.zeros(len(FEATURES))] + [rng.normal(0.0, 0.4, len(FEATURES)) for _ in range(2)]
+    policies = [LinearScorePolicy(w) for w in weights]
+    metrics = population_metrics(policies, "wechat", ACCOUNTS, seed=70, months=MONTHS)
+    named = {f"c{i}": p for i, p in enumerate(policies)}
+    per_seed = evaluate(named, "wechat", ACCOUNTS, [70], months=MONTHS, progress=False, reference=None).per_seed
+    np.testing.assert_array_equal(metrics["per_user_revenue"], per_seed["per_user_revenue"])
+    np.testing.assert_array_equal(metrics["m3plus_rate"], per_seed["m3plus_rate"])
+    assert len(set(metrics["per_user_revenue"])) == 3
