@@ -13,11 +13,12 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from agents.cli import positive_int
+from agents.cli import positive_int, run_main
 from agents.evaluation import evaluate
 from agents.headline import Budget, study_seeds
 from agents.policies import RuleBased, RuleParams
@@ -25,7 +26,7 @@ from agents.population import population_summary
 from agents.tuning import sample_rule_params
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="wechat")
     parser.add_argument("--trials", type=positive_int, default=240, help="rule trials (default: 240)")
@@ -60,4 +61,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Sequence
 
 import pandas as pd
 
-from agents.cli import name_list, positive_int
+from agents.cli import name_list, positive_int, run_main
 from agents.headline import Budget, study_seeds
 from agents.tuning import tune_best_static, tune_oracle, tune_rule
 from envs.config import available_presets, load_config
@@ -39,7 +40,7 @@ def _row(preset: str, baseline: str, trials: int, table: pd.DataFrame, seconds: 
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     presets = available_presets()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--presets", type=name_list(presets), default=list(presets))
@@ -51,8 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         budgets = [positive_int(t) for t in args.trials.split(",")]
     except (ValueError, argparse.ArgumentTypeError):
-        print(f"error: --trials must be comma-separated positive integers, got {args.trials!r}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--trials must be comma-separated positive integers, got {args.trials!r}") from None
     # make headline's tuning seeds (its budget: 10 evaluation seeds, 5 PPO runs, first seed 0)
     seeds = study_seeds(Budget(args.accounts, 10, args.tune_seeds, max(budgets), None, 5, 500_000, 1024, 0))
     tuning, holdout = seeds["tuning"], seeds["evaluation"]
@@ -79,4 +79,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run_main(main))
