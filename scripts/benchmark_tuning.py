@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     policies = {f"trial_{i}": RuleBased(p) for i, p in enumerate(trials)}
     first = {name: policies[name] for name in list(policies)[:before_trials]}
 
+    import envs.portfolio  # noqa: F401  # the evaluator's SB3 face: imported (torch, ~7 s) before any timing
+
     start = time.perf_counter()
     after = population_summary(policies, args.preset, args.accounts, seeds, progress=False)
     after_s = time.perf_counter() - start
