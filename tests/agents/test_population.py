@@ -19,12 +19,13 @@ ACCOUNTS, MONTHS, SEEDS = 300, 18, (40, 41)
 
 
 def _candidates() -> dict:
-    """Static, rule and oracle candidates (new objects each call: the oracles are bound to one run)."""
+    """Static, rule and oracle candidates (new objects each call: an oracle is bound to one run)."""
     rng = np.random.default_rng(1)
     return {
         "hold": StaticHold(),
         "x0.25": BestStatic(0.25),
         "x1.5": BestStatic(1.5),
+        "x0.75_box": BestStatic(0.75, continuous=True),  # Box actions, as CreditLineContinuous-v0
         "rule": RuleBased(),
         "rule_drawn": RuleBased(sample_rule_params(rng)),
         "oracle": Oracle(),
