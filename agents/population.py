@@ -153,9 +153,11 @@ def population_runs(
     # The run-off: lines frozen, no drawing. Only the cohort accounts still open count, and the dynamics act
     # on every account alone (its draws keyed on the account), so the simulator is cut down to them, and
     # again each time half of them have ended: the same months for them, on fewer slots.
-    sim.start_run_off(np.flatnonzero(alive))
     slots = np.flatnonzero(alive)  # the slot (in the full simulator) of each row of the run-off simulator
-    sim, running, t = _subset(sim, slots), np.ones(len(slots), dtype=bool), months
+    sim.start_run_off(slots)
+    running, t = np.ones(len(slots), dtype=bool), months
+    if len(slots):  # (every cohort account may have ended in the window)
+        sim = _subset(sim, slots)
     while t < months + run_off_months and running.any():
         if running.sum() <= len(running) // 2:
             keep = np.flatnonzero(running)
@@ -181,10 +183,14 @@ def population_runs(
 
 def _subset(sim: Simulator, rows: np.ndarray) -> Simulator:
     """A simulator of the accounts at ``rows`` of ``sim`` only, in the same month of the same macro path."""
-    state = sim.state
-    out = Simulator(sim.config, len(rows))
+    state, n = sim.state, len(sim.state)
+    arrays = {name: getattr(state, name) for name in state.field_names()}
     # Every state array is per account along its last axis (payment_ratios is (lags, accounts)).
-    out.state = type(state)(**{name: getattr(state, name)[..., rows] for name in state.field_names()})
+    odd = [name for name, value in arrays.items() if np.ndim(value) == 0 or np.shape(value)[-1] != n]
+    if odd:
+        raise RuntimeError(f"state arrays {odd} are not per account along their last axis: cannot cut them down")
+    out = Simulator(sim.config, len(rows))
+    out.state = type(state)(**{name: value[..., rows] for name, value in arrays.items()})
     out.calendar_month, out.stress = sim.calendar_month, sim.stress
     if len(sim.new_accounts()):
         raise RuntimeError("a simulator with accounts in their first month cannot be cut down")
