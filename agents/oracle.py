@@ -190,12 +190,18 @@ def sample_oracle_params(rng: np.random.Generator) -> OracleParams:
     return OracleParams(**values)
 
 
+# Line floors of the rule's and the oracle's random searches [multiple of the origination line]: from no
+# cut at all down to 1/32, below product.min_line / origination line for most accounts (500 CNY is 0.041 to
+# 0.051 of the median origination line on the four presets), so the lowest floor is the product's own;
+# repeated cuts of x0.5 or x0.75 reach any of them.
+LINE_FLOORS: tuple[float, ...] = (0.03125, 0.0625, 0.125, 0.25, 0.5, 0.75, 1.0)
+
 # Random-search space: choices uniform, (low, high) of a probability log-uniform. Monthly miss
 # probabilities run from about 1% (the 10th percentile on wechat) to over 50% (the out of work).
 ORACLE_SPACE: dict[str, tuple] = {
     "cut_probability": (0.05, 0.9),
     "cut_multiplier": tuple(m for m in LIMIT_MULTIPLIERS if m < 1.0),
-    "line_floor": (0.25, 0.5, 0.75, 1.0),
+    "line_floor": LINE_FLOORS,
     "raise_probability": (0.003, 0.2),
     "raise_multiplier": tuple(m for m in LIMIT_MULTIPLIERS if m > 1.0),
     "line_cap": (1.25, 1.5, 2.0, 3.0, 5.0, None),

@@ -1,7 +1,8 @@
 """Tune the baselines as hard as the agent, under the M3+ cap, on seeds kept apart from evaluation.
 
-Both tuners evaluate candidates with :func:`agents.evaluation.evaluate` (same accounts and shocks for every
-candidate) on *tuning* seeds and keep the candidate with the highest per-user revenue among those whose
+The tuners measure candidates as :func:`agents.evaluation.evaluate` does (same accounts and shocks for every
+candidate; :mod:`agents.population` runs them all in one batched simulator per seed, with the evaluator's
+figures exactly) on *tuning* seeds and keep the candidate with the highest per-user revenue among those whose
 mean pooled M3+ rate meets ``env.m3plus_cap``; if none does, the one with the lowest M3+ rate, with a
 warning. Pass the evaluation seeds as ``holdout_seeds`` and an overlap is an error.
 """
@@ -16,9 +17,10 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
-from agents.evaluation import SeedSplit, check_disjoint, evaluate, split_seeds
-from agents.oracle import Oracle, OracleParams, sample_oracle_params
+from agents.evaluation import SeedSplit, check_disjoint, split_seeds
+from agents.oracle import LINE_FLOORS, Oracle, OracleParams, sample_oracle_params
 from agents.policies import BestStatic, RuleBased, RuleParams
+from agents.population import population_summary
 from envs.actions import LIMIT_MULTIPLIERS
 from envs.config import Config, resolve_config
 
@@ -36,10 +38,41 @@ __all__ = [
     "tune_oracle",
 ]
 
-# Targets from 0.5 to 2.0 that BestStatic's greedy steps reach as distinct lines (products of
-# LIMIT_MULTIPLIERS: 0.75 x 0.9, 1.5 x 1.1, 1.5 x 1.25; 2.0 lands on 1.5 x 1.25 x 1.1 = 2.06). Targets
-# in between add nothing: 1.2 and 1.3 both end at 1.25, 1.4 at 1.5.
-DEFAULT_STATIC_GRID: tuple[float, ...] = (0.5, 0.675, 0.75, 0.9, 1.0, 1.1, 1.25, 1.5, 1.65, 1.875, 2.0)
+# Every line target from 1/32 to 2.0 that BestStatic's greedy steps land on exactly (products of
+# LIMIT_MULTIPLIERS). Cuts: 0.5^k x {1, 0.9, 0.75, 0.675}, k = 0..5 (0.5625 = 0.75 x 0.75 is not one: the
+# first step toward it is x0.5); the lowest, 1/32, is below product.min_line / origination line for most
+# accounts (500 CNY is 0.046 of the median origination line on wechat, 0.041-0.051 on the four presets), so
+# lower targets only hold more lines at the product's floor. Raises: 1.1, 1.25, 1.5, 1.65 = 1.5 x 1.1,
+# 1.875 = 1.5 x 1.25, and 2.0 lands on 1.5 x 1.25 x 1.1 = 2.06. Targets in between add nothing: 1.2 and 1.3
+# both end at 1.25, 1.4 at 1.5.
+DEFAULT_STATIC_GRID: tuple[float, ...] = (
+    0.03125,
+    0.046875,
+    0.05625,
+    0.0625,
+    0.084375,
+    0.09375,
+    0.1125,
+    0.125,
+    0.16875,
+    0.1875,
+    0.225,
+    0.25,
+    0.3375,
+    0.375,
+    0.45,
+    0.5,
+    0.675,
+    0.75,
+    0.9,
+    1.0,
+    1.1,
+    1.25,
+    1.5,
+    1.65,
+    1.875,
+    2.0,
+)
 
 # Random-search space of RuleParams: choices are sampled uniformly; (low, high) tuples uniformly in range.
 RULE_SPACE: dict[str, tuple] = {
@@ -49,7 +82,7 @@ RULE_SPACE: dict[str, tuple] = {
     "cut_multiplier": tuple(m for m in LIMIT_MULTIPLIERS if m < 1.0),
     "cut_score": (350.0, 600.0),  # range [points]
     "line_cap": (1.25, 1.5, 2.0, 3.0, 5.0, None),
-    "line_floor": (0.5, 0.75, 1.0),
+    "line_floor": LINE_FLOORS,
 }
 _RANGES = ("min_utilisation", "cut_score")
 _TABLE_COLUMNS = [
@@ -112,8 +145,9 @@ def _check_seeds(seeds: Sequence[int], holdout_seeds: Iterable[int]) -> list[int
 def _summary(
     policies: dict, config: Config, num_accounts: int, seeds: list[int], months: int | None, progress: bool
 ) -> pd.DataFrame:
-    """The evaluation summary, one row per candidate in the order of ``policies``."""
-    summary = evaluate(policies, config, num_accounts, seeds, months=months, progress=progress, reference=None).summary
+    """The evaluation summary, one row per candidate in the order of ``policies``: the evaluator's figures,
+    from one batched simulator per seed for all candidates (:mod:`agents.population`)."""
+    summary = population_summary(policies, config, num_accounts, seeds, months=months, progress=progress)
     return summary.set_index("policy").loc[list(policies)].reset_index(drop=True)
 
 
@@ -148,9 +182,10 @@ def tune_best_static(
     table.insert(0, "target", grid)
     best = select_under_cap(table)
     table["chosen"] = np.arange(len(table)) == best
-    if bool(table["meets_cap"].iloc[best]) and grid[best] == max(grid) and len(grid) > 1:
+    if bool(table["meets_cap"].iloc[best]) and len(grid) > 1 and grid[best] in (max(grid), min(grid)):
+        end = "largest" if grid[best] == max(grid) else "smallest"
         warnings.warn(
-            f"the best static target {grid[best]:g} is the largest in the grid and meets the cap: "
+            f"the best static target {grid[best]:g} is the {end} in the grid and meets the cap: "
             "revenue may keep rising beyond it; extend the grid",
             stacklevel=2,
         )

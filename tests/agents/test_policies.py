@@ -220,3 +220,24 @@ def test_bad_observations_are_rejected(policy):
 def test_best_static_rejects_bad_targets(target):
     with pytest.raises(ValueError, match="target"):
         BestStatic(target)
+
+
+@pytest.mark.parametrize("target", [0.0625, 0.16875, 0.375])
+def test_best_static_reaches_targets_below_one_half_by_repeated_cuts(target):
+    # Lower lines than a single x0.5 step: x0.5 again and again, then x0.75 or x0.9, each month.
+    policy, obs, months = BestStatic(target), _account(line=100_000.0, origination_line=100_000.0), 0
+    while (action := int(policy.predict(obs)[0])) != HOLD_ACTION:
+        obs[COL["line"]] *= LIMIT_MULTIPLIERS[action]  # no rounding: 100,000 x each target is whole hundreds
+        months += 1
+    assert obs[COL["line"]] == pytest.approx(target * 100_000.0)
+    assert months == {0.0625: 4, 0.16875: 4, 0.375: 2}[target]  # 0.5^4; 0.5^2 x 0.75 x 0.9; 0.5 x 0.75
+
+
+def test_rule_cuts_a_delinquent_line_down_to_a_low_floor():
+    policy = RuleBased(RuleParams(cut_multiplier=0.5, line_floor=0.125))
+    obs, lines = _account(months_past_due=2, line=16_000.0, origination_line=16_000.0), []
+    for _ in range(5):
+        if int(policy.predict(obs)[0]) == ACTION[0.5]:
+            obs[COL["line"]] *= 0.5
+        lines.append(float(obs[COL["line"]]))
+    assert lines == [8_000.0, 4_000.0, 2_000.0, 2_000.0, 2_000.0]  # three cuts to 0.125 x 16,000, then held

@@ -10,8 +10,17 @@ import pytest
 
 import envs
 from agents.evaluation import portfolio_seed
-from agents.policies import BestStatic, RuleParams
-from agents.tuning import RULE_SPACE, sample_rule_params, select_under_cap, tune_best_static, tune_rule
+from agents.oracle import ORACLE_SPACE
+from agents.policies import BestStatic, RuleParams, obs_index
+from agents.tuning import (
+    DEFAULT_STATIC_GRID,
+    RULE_SPACE,
+    sample_rule_params,
+    select_under_cap,
+    tune_best_static,
+    tune_rule,
+)
+from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
 from envs.config import load_config
 
 ACCOUNTS, MONTHS, SEEDS = 500, 12, (20, 21)
@@ -104,3 +113,30 @@ def test_rule_samples_stay_in_the_space():
                 assert options[0] <= value <= options[1]
             else:
                 assert value in options
+
+
+def _greedy_line(target: float) -> float:
+    """Where BestStatic(target) takes a line (origination 1), stepped without the simulator's rounding."""
+    obs = np.zeros((1, len(obs_index())), dtype=np.float64)
+    col, policy = obs_index(), BestStatic(target)
+    obs[0, col["line"]] = obs[0, col["origination_line"]] = 1.0
+    while (action := int(policy.predict(obs)[0][0])) != HOLD_ACTION:
+        obs[0, col["line"]] *= LIMIT_MULTIPLIERS[action]
+    return float(obs[0, col["line"]])
+
+
+def test_the_static_grid_holds_distinct_lines_down_to_the_products_floor():
+    # Each target is a line the greedy steps land on (2.0 is the one that lands nearby, 1.5 x 1.25 x 1.1).
+    landed = [_greedy_line(x) for x in DEFAULT_STATIC_GRID]
+    np.testing.assert_allclose(landed[:-1], DEFAULT_STATIC_GRID[:-1], rtol=1e-12)
+    assert landed[-1] == pytest.approx(1.5 * 1.25 * 1.1)
+    assert len(set(np.round(landed, 9))) == len(landed)
+    # Going lower adds nothing for most accounts: the lowest target and floor put the median account's line
+    # below product.min_line, where the simulator stops every cut.
+    for preset in ("wechat", "alipay", "jd", "douyin"):
+        config = load_config(preset)
+        venv = envs.make_portfolio(config, 2000, seed=portfolio_seed(1))
+        median = float(np.median(venv.reset()[:, obs_index()["origination_line"]]))
+        lowest = config.product.min_line / median
+        assert min(DEFAULT_STATIC_GRID) < lowest, preset
+        assert min(RULE_SPACE["line_floor"]) < lowest and min(ORACLE_SPACE["line_floor"]) < lowest, preset
