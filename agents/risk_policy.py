@@ -417,7 +417,7 @@ def train_risk_policy(
     training_seeds: Sequence[int],
     tuning_seeds: Sequence[int],
     tune_accounts: int,
-    n_trials: int,
+    n_trials: int = 40,  # tune_rule's default budget
     holdout_seeds: Iterable[int] = (),
     settings: RiskPolicyConfig | None = None,
     search_seed: int = 0,
