@@ -267,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.write_metrics("tuning_rule", rule_table)
         run.write_metrics("tuning_oracle", oracle.table)
 
+        risk_policy: dict[str, Any] = {}  # the scorecard policy (not an SB3 agent: no training curve)
         if args.risk_policy:
             from agents.atomic_io import write_json
             from agents.risk_policy import train_risk_policy
@@ -288,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 {**risk.policy.to_dict(), "holdout_auc": risk.holdout_auc},
             )
             run.write_metrics("tuning_risk_policy", risk.tuning)
-            agents["risk_policy"] = risk.policy
+            risk_policy["risk_policy"] = risk.policy
 
         policies: dict[str, Any] = {
             "static_hold": StaticHold(),
@@ -297,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "random": RandomPolicy(args.seed),
             "oracle": Oracle(oracle.params),
             **agents,
+            **risk_policy,
         }
         print(f"evaluating {len(policies)} policies on seeds {list(seeds.evaluation)}", file=sys.stderr)
         evaluation = evaluate(
