@@ -59,6 +59,7 @@ CONTINUOUS = (
     "months_on_book",
     "months_since_line_change",
     "apr",
+    "drawdown",  # (balance - last month's balance) / line: the distressed draw toward the line month by month
 )
 CATEGORICAL = ("months_past_due", "age_band", "city_tier", "thin_file", "repayment_mode", "macro_stress")
 
@@ -110,6 +111,10 @@ class Histories(NamedTuple):
     obs: np.ndarray  # (rows, 17) float32
     label: np.ndarray  # (rows,) bool: a miss within the next `horizon` months
     seed: np.ndarray  # (rows,) int
+    previous_balance: np.ndarray  # (rows,) [CNY] the account's balance a month before (its own if new)
+
+    def subset(self, rows: np.ndarray) -> Histories:
+        return Histories(*(a[rows] for a in self))
 
 
 def simulate_histories(config: Config, seeds: Sequence[int], settings: RiskPolicyConfig) -> Histories:
@@ -137,8 +142,12 @@ def simulate_histories(config: Config, seeds: Sequence[int], settings: RiskPolic
             # a miss: the month ended further past due than it started (a charge-off is 6 months past due)
             miss[t] = venv.last_info["months_past_due"] > seen[t][:, mpd_col]
             done.append(dones)
-        label, known = _labels(miss, np.array(done), k)
-        parts.append((seen[known], label[known], np.full(int(known.sum()), seed)))
+        done_ = np.array(done)
+        balance = seen[:, :, obs_index()["balance"]]
+        previous = balance.copy()  # an account's first observed month has no drawdown
+        previous[1:] = np.where(done_[:-1], balance[1:], balance[:-1])
+        label, known = _labels(miss, done_, k)
+        parts.append((seen[known], label[known], np.full(int(known.sum()), seed), previous[known]))
     return Histories(*(np.concatenate(p) for p in zip(*parts, strict=True)))
 
 
@@ -157,11 +166,15 @@ def _labels(miss: np.ndarray, done: np.ndarray, k: int) -> tuple[np.ndarray, np.
 
 
 # -- the risk model ---------------------------------------------------------------------------------------
-def features(obs: np.ndarray) -> dict[str, np.ndarray]:
-    """The scorecard's attributes of an ``(n, 17)`` observation batch (entries, plus the line ratio)."""
+def features(obs: np.ndarray, previous_balance: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The scorecard's attributes of an ``(n, 17)`` observation batch: the entries, the line ratio and the
+    drawdown since the previous month's observation of the same account (0 without one)."""
     col = obs_index()
     out = {name: obs[:, col[name]].astype(np.float64) for name in CONTINUOUS + CATEGORICAL if name in col}
-    out["line_ratio"] = obs[:, col["line"]] / np.maximum(obs[:, col["origination_line"]].astype(np.float64), 1.0)
+    line = np.maximum(obs[:, col["line"]].astype(np.float64), 1.0)
+    out["line_ratio"] = line / np.maximum(obs[:, col["origination_line"]].astype(np.float64), 1.0)
+    before = out["balance"] if previous_balance is None else np.asarray(previous_balance, dtype=np.float64)
+    out["drawdown"] = (out["balance"] - before) / line
     return out
 
 
@@ -174,14 +187,15 @@ class RiskModel:
     intercept: float
     horizon: int  # [months] of the label the model predicts
 
-    def _bins(self, obs: np.ndarray) -> dict[str, np.ndarray]:
-        values = features(obs)
+    def _bins(self, obs: np.ndarray, previous_balance: np.ndarray | None) -> dict[str, np.ndarray]:
+        values = features(obs, previous_balance)
         return {name: np.searchsorted(np.asarray(e), values[name], side="right") for name, e in self.edges.items()}
 
-    def predict_risk(self, obs: np.ndarray) -> np.ndarray:
-        """Probability of a miss within ``horizon`` months for each row of ``obs`` (n, 17)."""
+    def predict_risk(self, obs: np.ndarray, previous_balance: np.ndarray | None = None) -> np.ndarray:
+        """Probability of a miss within ``horizon`` months for each row of ``obs`` (n, 17), given each
+        account's balance a month before [CNY] (None: unknown, no drawdown)."""
         logit = np.full(len(obs), self.intercept)
-        for name, index in self._bins(obs).items():
+        for name, index in self._bins(obs, previous_balance).items():
             logit += np.asarray(self.coef[name])[index]
         return 1.0 / (1.0 + np.exp(-logit))
 
@@ -202,9 +216,9 @@ class RiskModel:
         return cls(edges, coef, float(data["intercept"]), int(data["horizon"]))
 
 
-def _design(model_edges: Mapping[str, list[float]], obs: np.ndarray) -> sparse.csr_matrix:
+def _design(model_edges: Mapping[str, list[float]], obs: np.ndarray, previous: np.ndarray) -> sparse.csr_matrix:
     """One-hot bins of every attribute, side by side."""
-    values, blocks = features(obs), []
+    values, blocks = features(obs, previous), []
     for name, e in model_edges.items():
         index = np.searchsorted(np.asarray(e), values[name], side="right")
         blocks.append(
@@ -213,16 +227,17 @@ def _design(model_edges: Mapping[str, list[float]], obs: np.ndarray) -> sparse.c
     return sparse.hstack(blocks, format="csr")
 
 
-def fit_risk_model(obs: np.ndarray, label: np.ndarray, settings: RiskPolicyConfig) -> RiskModel:
-    """The scorecard fitted on ``obs`` -> ``label`` (bins from the same rows)."""
-    values, edges = features(obs), {}
+def fit_risk_model(data: Histories, settings: RiskPolicyConfig) -> RiskModel:
+    """The scorecard fitted on the histories' observations -> labels (bins from the same rows)."""
+    values, edges = features(data.obs, data.previous_balance), {}
     quantiles = np.linspace(0.0, 1.0, settings.bins + 1)[1:-1]
     for name in CONTINUOUS:
         edges[name] = np.unique(np.quantile(values[name], quantiles)).tolist()
     for name in CATEGORICAL:  # one bin per observed value (they are small integers)
         edges[name] = (np.unique(values[name])[:-1] + 0.5).tolist()
     edges = {name: edges[name] for name in CONTINUOUS + CATEGORICAL}
-    fit = LogisticRegression(C=settings.regularisation, max_iter=2000).fit(_design(edges, obs), label)
+    design = _design(edges, data.obs, data.previous_balance)
+    fit = LogisticRegression(C=settings.regularisation, max_iter=2000).fit(design, data.label)
     sizes = np.cumsum([0] + [len(e) + 1 for e in edges.values()])
     coef = {name: fit.coef_[0, sizes[i] : sizes[i + 1]].tolist() for i, name in enumerate(edges)}
     return RiskModel(edges, coef, float(fit.intercept_[0]), settings.horizon)
@@ -244,6 +259,8 @@ class RiskParams:
         start_line: a line never changed since origination is first set to this multiple of the origination
             line (one of LIMIT_MULTIPLIERS up to 1; 1 keeps it): "low", before the model's "grow".
         raise_wait: months since the last line change before a raise [months], at least 1.
+        cut_drawdown: also cut when the balance grew by at least this share of the line since last month
+            (the distressed draw toward the line within a month or two); above 1 never.
     """
 
     cut_risk: float = 0.2
@@ -255,9 +272,10 @@ class RiskParams:
     line_cap: float | None = 2.0
     start_line: float = 1.0
     raise_wait: int = 3
+    cut_drawdown: float = 2.0
 
     def __post_init__(self) -> None:
-        for name in ("cut_risk", "raise_risk", "line_floor", "min_utilisation"):
+        for name in ("cut_risk", "raise_risk", "line_floor", "min_utilisation", "cut_drawdown"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
                 raise ValueError(f"{name} must be a number, got {value!r}")
@@ -307,15 +325,39 @@ class RiskPolicy(_Baseline):
         self._cut = LIMIT_MULTIPLIERS.index(params.cut_multiplier)
         self._raise = LIMIT_MULTIPLIERS.index(params.raise_multiplier)
         self._start = LIMIT_MULTIPLIERS.index(params.start_line)
+        self._previous: np.ndarray | None = None
+
+    def predict(
+        self,
+        observation: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, Any]:
+        """As the baselines' ``predict``, with a memory: ``state`` is every account's balance at the last call
+        [CNY] (SB3's recurrent-policy convention: pass back what was returned, ``episode_start`` marks the
+        accounts that are new since), for the drawdown; None, or a new account, has no drawdown."""
+        obs = np.asarray(observation)
+        balance = np.atleast_2d(obs)[:, obs_index()["balance"]].astype(np.float64)
+        previous = balance
+        if state is not None and np.shape(state) == balance.shape:
+            new = np.zeros(len(balance), bool) if episode_start is None else np.asarray(episode_start, bool)
+            previous = np.where(new, balance, state)
+        self._previous = previous  # read by _actions below, within this call only
+        actions, _ = super().predict(observation, None, episode_start, deterministic)
+        return actions, balance
 
     def _actions(self, obs: np.ndarray) -> np.ndarray:
         p, col = self.params, obs_index()
-        risk = self.model.predict_risk(obs)
+        previous = self._previous if self._previous is not None and len(self._previous) == len(obs) else None
+        risk = self.model.predict_risk(obs, previous)
         line = obs[:, col["line"]].astype(np.float64)
         origination = obs[:, col["origination_line"]].astype(np.float64)
         slack = 1.01  # lines are rounded to whole hundreds of CNY: "at the floor / cap" is never exact
-        cut = (risk >= p.cut_risk) & (line * p.cut_multiplier * slack >= p.line_floor * origination)
+        drawdown = features(obs, previous)["drawdown"]
         since_change = obs[:, col["months_since_line_change"]]
+        cut = (risk >= p.cut_risk) | (drawdown >= p.cut_drawdown)
+        cut &= line * p.cut_multiplier * slack >= p.line_floor * origination
         untouched = (since_change == obs[:, col["months_on_book"]]) & (line > p.start_line * origination * slack)
         grow = (obs[:, col["months_past_due"]] == 0) & (risk <= p.raise_risk) & (since_change >= p.raise_wait)
         grow &= obs[:, col["utilisation"]] >= p.min_utilisation
@@ -351,6 +393,7 @@ RISK_SPACE: dict[str, tuple] = {
     "line_cap": (1.25, 1.5, 2.0, 3.0, 5.0, None),
     "start_line": tuple(m for m in LIMIT_MULTIPLIERS if m <= 1.0),
     "raise_wait": (1, 2, 3, 6),
+    "cut_drawdown": (0.1, 0.2, 0.3, 0.5, 2.0),
 }
 _LOG_RANGES = ("cut_risk", "raise_risk")
 
@@ -432,9 +475,8 @@ def train_risk_policy(
         raise ValueError(f"the risk policy needs at least 2 training seeds (one is held out), got {training}")
     check_disjoint(training=training, tuning=tuning_seeds, evaluation=holdout)
     data = simulate_histories(config, training, settings)
-    fitting = data.seed != training[-1]
-    model = fit_risk_model(data.obs[fitting], data.label[fitting], settings)
-    held = ~fitting
-    auc = float(roc_auc_score(data.label[held], model.predict_risk(data.obs[held])))
+    model = fit_risk_model(data.subset(data.seed != training[-1]), settings)
+    held = data.subset(data.seed == training[-1])
+    auc = float(roc_auc_score(held.label, model.predict_risk(held.obs, held.previous_balance)))
     tuned = tune_risk_policy(model, config, tuning_seeds, tune_accounts, n_trials, progress, holdout, search_seed)
-    return RiskPolicyResult(RiskPolicy(model, tuned.params), tuned.table, auc, float(data.label[held].mean()))
+    return RiskPolicyResult(RiskPolicy(model, tuned.params), tuned.table, auc, float(held.label.mean()))

@@ -81,6 +81,22 @@ def test_rules_cut_risky_raise_safe_users_of_the_line_and_hold_otherwise():
     assert (RiskPolicy(constant_model(0.1), start).predict(new)[0] == LIMIT_MULTIPLIERS.index(0.5)).all()
 
 
+def test_a_jump_in_the_balance_is_cut_and_the_memory_forgets_new_accounts():
+    obs = fresh_obs()
+    col = obs_index()
+    obs[:, col["months_since_line_change"]] = obs[:, col["months_on_book"]] = 6.0
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    params = RiskParams(cut_risk=0.9, raise_risk=0.0, cut_drawdown=0.3)
+    policy, cut = RiskPolicy(constant_model(0.1), params), LIMIT_MULTIPLIERS.index(params.cut_multiplier)
+    earlier = obs[:, col["balance"]] - 0.5 * obs[:, col["line"]]  # half the line drawn since last month
+    actions, state = policy.predict(obs, state=earlier, episode_start=np.zeros(len(obs), bool))
+    assert (actions == cut).all()
+    np.testing.assert_array_equal(state, obs[:, col["balance"]])  # the memory for the next month
+    # the same accounts seen for the first time (no state, or marked new): no drawdown, no cut
+    assert (policy.predict(obs)[0] == HOLD_ACTION).all()
+    assert (policy.predict(obs, state=earlier, episode_start=np.ones(len(obs), bool))[0] == HOLD_ACTION).all()
+
+
 def test_labels_mark_a_miss_within_the_horizon_and_stop_at_the_end_of_an_account():
     # one slot: a miss in month 3; ended in month 1 in a second slot (then a new account misses in month 2)
     miss = np.array([[0, 0], [0, 0], [0, 1], [1, 0], [0, 0]], dtype=bool)
@@ -105,20 +121,20 @@ def test_the_model_beats_chance_on_a_held_out_training_seed():
 
     config = load_config("wechat")
     data = simulate_histories(config, [0, 1, 2], SMALL)
-    fit = data.seed != 2
-    model = fit_risk_model(data.obs[fit], data.label[fit], SMALL)
-    auc = roc_auc_score(data.label[~fit], model.predict_risk(data.obs[~fit]))
-    assert 0.02 < data.label[~fit].mean() < 0.5  # an outcome that happens, not a constant
+    model = fit_risk_model(data.subset(data.seed != 2), SMALL)
+    held = data.subset(data.seed == 2)
+    auc = roc_auc_score(held.label, model.predict_risk(held.obs, held.previous_balance))
+    assert 0.02 < held.label.mean() < 0.5  # an outcome that happens, not a constant
     assert auc > 0.7  # chance is 0.5; delinquency and payment history make misses far from random
 
 
 def test_save_and_load_round_trip_through_json():
     config = load_config("wechat")
     data = simulate_histories(config, [0], SMALL)
-    policy = RiskPolicy(fit_risk_model(data.obs, data.label, SMALL), RiskParams(raise_risk=0.1, start_line=0.75))
+    policy = RiskPolicy(fit_risk_model(data, SMALL), RiskParams(raise_risk=0.1, start_line=0.75))
     again = RiskPolicy.from_dict(json.loads(json.dumps(policy.to_dict())))
-    obs = data.obs[:2000]
-    np.testing.assert_allclose(again.model.predict_risk(obs), policy.model.predict_risk(obs))
+    obs, before = data.obs[:2000], data.previous_balance[:2000]
+    np.testing.assert_allclose(again.model.predict_risk(obs, before), policy.model.predict_risk(obs, before))
     np.testing.assert_array_equal(again.predict(obs)[0], policy.predict(obs)[0])
     assert again.params == policy.params
     broken = policy.to_dict()
