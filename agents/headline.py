@@ -158,6 +158,7 @@ def _risk_policy(
         **result.policy.to_dict(),
         "holdout_auc": result.holdout_auc,
         "holdout_base_rate": result.holdout_base_rate,
+        "uptake_auc": result.uptake_auc,
         "training_seeds": training,
         "settings": settings.model_dump(),
     }

@@ -20,6 +20,7 @@ from agents.risk_policy import (
     RiskPolicy,
     _labels,
     fit_risk_model,
+    fit_uptake_model,
     load_risk_policy_config,
     simulate_histories,
     train_risk_policy,
@@ -64,7 +65,7 @@ def test_rules_cut_risky_raise_safe_users_of_the_line_and_hold_otherwise():
     obs[:, col["months_past_due"]] = 0.0
     obs[:, col["utilisation"]] = 0.9
     obs[:, col["line"]] = obs[:, col["origination_line"]]
-    params = RiskParams(cut_risk=0.3, raise_risk=0.05, min_utilisation=0.5, line_cap=2.0)
+    params = RiskParams(cut_risk=0.3, raise_risk=0.05, min_utilisation=0.5, line_cap=2.0, min_uptake=0.5)
     cut, grow = LIMIT_MULTIPLIERS.index(params.cut_multiplier), LIMIT_MULTIPLIERS.index(params.raise_multiplier)
     assert (RiskPolicy(constant_model(0.5), params).predict(obs)[0] == cut).all()
     assert (RiskPolicy(constant_model(0.01), params).predict(obs)[0] == grow).all()
@@ -75,6 +76,10 @@ def test_rules_cut_risky_raise_safe_users_of_the_line_and_hold_otherwise():
     capped = obs.copy()
     capped[:, col["line"]] *= 2.0  # at the cap already
     assert (RiskPolicy(constant_model(0.01), params).predict(capped)[0] == HOLD_ACTION).all()
+    # the need model: a raise the borrower is not expected to use is not made
+    unused = RiskPolicy(constant_model(0.01), params, uptake=constant_model(0.3))
+    assert (unused.predict(obs)[0] == HOLD_ACTION).all()
+    assert (RiskPolicy(constant_model(0.01), params, uptake=constant_model(0.7)).predict(obs)[0] == grow).all()
     # A line never changed since origination is first set to the starting line.
     new = fresh_obs()
     start = RiskParams(start_line=0.5)
@@ -86,7 +91,7 @@ def test_a_jump_in_the_balance_is_cut_and_the_memory_forgets_new_accounts():
     col = obs_index()
     obs[:, col["months_since_line_change"]] = obs[:, col["months_on_book"]] = 6.0
     obs[:, col["line"]] = obs[:, col["origination_line"]]
-    params = RiskParams(cut_risk=0.9, raise_risk=0.0, cut_drawdown=0.3)
+    params = RiskParams(cut_risk=0.9, raise_risk=0.0, cut_drawdown=0.3, start_line=1.0)
     policy, cut = RiskPolicy(constant_model(0.1), params), LIMIT_MULTIPLIERS.index(params.cut_multiplier)
     earlier = obs[:, col["balance"]] - 0.5 * obs[:, col["line"]]  # half the line drawn since last month
     actions, state = policy.predict(obs, state=earlier, episode_start=np.zeros(len(obs), bool))
@@ -126,13 +131,21 @@ def test_the_model_beats_chance_on_a_held_out_training_seed():
     auc = roc_auc_score(held.label, model.predict_risk(held.obs, held.previous_balance))
     assert 0.02 < held.label.mean() < 0.5  # an outcome that happens, not a constant
     assert auc > 0.7  # chance is 0.5; delinquency and payment history make misses far from random
+    need = fit_uptake_model(data.subset(data.seed != 2), SMALL)
+    raised = ~np.isnan(held.uptake)
+    assert raised.sum() > 50 and 0.05 < held.uptake[raised].mean() < 0.95
+    used = roc_auc_score(held.uptake[raised] > 0.5, need.predict_risk(held.obs[raised], held.previous_balance[raised]))
+    assert used > 0.6  # chance is 0.5
 
 
 def test_save_and_load_round_trip_through_json():
     config = load_config("wechat")
     data = simulate_histories(config, [0], SMALL)
-    policy = RiskPolicy(fit_risk_model(data, SMALL), RiskParams(raise_risk=0.1, start_line=0.75))
+    params = RiskParams(raise_risk=0.1, start_line=0.75)
+    policy = RiskPolicy(fit_risk_model(data, SMALL), params, uptake=fit_uptake_model(data, SMALL))
     again = RiskPolicy.from_dict(json.loads(json.dumps(policy.to_dict())))
+    assert again.uptake is not None and policy.uptake is not None
+    np.testing.assert_allclose(again.uptake.predict_risk(data.obs[:100]), policy.uptake.predict_risk(data.obs[:100]))
     obs, before = data.obs[:2000], data.previous_balance[:2000]
     np.testing.assert_allclose(again.model.predict_risk(obs, before), policy.model.predict_risk(obs, before))
     np.testing.assert_array_equal(again.predict(obs)[0], policy.predict(obs)[0])
