@@ -1,4 +1,4 @@
-"""A lender's line policy: a risk scorecard fitted on history, and line rules driven by its predicted risk.
+"""A lender's line policy: risk and need scorecards fitted on history, and line rules driven by them.
 
 What a lender deploys, built from the observations alone (``envs.observation``; no hidden state):
 
@@ -7,19 +7,28 @@ What a lender deploys, built from the observations alone (``envs.observation``; 
    slot ``i mod 4`` = 0 holds its line, 1 is best static x0.5, 2 the default "low and grow" rule
    (``RuleParams()``), 3 random line moves (each month, with probability ``random_move_share``, a uniformly
    random line step from a generator seeded by the training seed).
-2. **The risk model** (:class:`RiskModel`): a scorecard. Every observation entry is binned (quantile bins
-   for the continuous ones, one bin per value for the categorical ones, plus the line as a multiple of the
-   origination line) and a scikit-learn ``LogisticRegression`` on the one-hot bins predicts the realised
-   outcome "misses a payment (or, if delinquent, rolls further) within the next ``horizon`` months".
-   Rows whose window runs past the history's end are left out (their label is not known). The last training
-   seed is held out: its ROC AUC is the model's check. A scorecard is bin edges and coefficients, so the
-   model is saved as JSON (no pickle: a run folder from someone else is safe to load).
-3. **The policy** (:class:`RiskPolicy`), the oracle's shape with the prediction for the hidden hazard and
-   utilisation for the hidden need: cut when the predicted risk is at least ``cut_risk`` (down to
-   ``line_floor x`` the origination line; the product's ``min_line`` still applies), raise a current account
-   whose risk is at most ``raise_risk`` and whose utilisation shows unmet need (``min_utilisation``), within
-   ``line_cap``; otherwise hold. Its thresholds are random-searched on the *tuning* seeds under the cap with
-   the rule's budget (:func:`tune_risk_policy`, choosing with ``agents.tuning.select_under_cap``).
+2. **Two scorecards** (:class:`RiskModel`). Every observation entry is binned (quantile bins for the
+   continuous ones, one bin per value for the categorical ones, plus the line as a multiple of the
+   origination line and the drawdown since last month) and a scikit-learn ``LogisticRegression`` on the
+   one-hot bins predicts a realised outcome:
+
+   - *risk* (:func:`fit_risk_model`, every row): "misses a payment (or, if delinquent, rolls further) within
+     the next ``horizon`` months"; rows whose window runs past the history's end are left out;
+   - *need* (:func:`fit_uptake_model`, the rows with a raise): "two months after the raise the balance has
+     grown by at least ``uptake_share`` of the added line", the observable side of the hidden credit need
+     (a raise beyond the need adds exposure and no balance).
+
+   The last training seed is held out: the ROC AUC of each model there is its check. A scorecard is bin
+   edges and coefficients, saved as JSON (no pickle: a run folder from someone else is safe to load).
+3. **The policy** (:class:`RiskPolicy`), the oracle's shape with predictions for the hidden hazard and need:
+   a line never changed is first set to ``start_line``; cut when the predicted risk is at least
+   ``cut_risk`` or the balance jumped by ``cut_drawdown`` of the line in a month (down to ``line_floor x``
+   the origination line; the product's ``min_line`` still applies); raise a current account whose risk is
+   at most ``raise_risk``, whose utilisation is at least ``min_utilisation`` and whose raise the need model
+   expects used (``min_uptake``), within ``line_cap``; otherwise hold. The drawdown needs last month's
+   balance: ``predict`` keeps it in SB3's ``state``. The thresholds are random-searched on the *tuning*
+   seeds under the cap with the rule's budget (:func:`tune_risk_policy`, choosing with
+   ``agents.tuning.select_under_cap``).
 """
 
 from __future__ import annotations
@@ -496,6 +505,11 @@ def tune_risk_policy(
     return RiskTuning(trials[best], table)
 
 
+def _auc(label: np.ndarray, score: np.ndarray) -> float:
+    """ROC AUC, NaN when the held-out rows hold one class only (a tiny book)."""
+    return float(roc_auc_score(label, score)) if 0 < label.sum() < len(label) else float("nan")
+
+
 class RiskPolicyResult(NamedTuple):
     policy: RiskPolicy
     tuning: pd.DataFrame  # one row per threshold trial
@@ -526,11 +540,9 @@ def train_risk_policy(
     data = simulate_histories(config, training, settings)
     fitting, held = data.subset(data.seed != training[-1]), data.subset(data.seed == training[-1])
     model, uptake = fit_risk_model(fitting, settings), fit_uptake_model(fitting, settings)
-    auc = float(roc_auc_score(held.label, model.predict_risk(held.obs, held.previous_balance)))
+    auc = _auc(held.label, model.predict_risk(held.obs, held.previous_balance))
     raised = ~np.isnan(held.uptake)
-    uptake_auc = float(
-        roc_auc_score(held.uptake[raised] > 0.5, uptake.predict_risk(held.obs[raised], held.previous_balance[raised]))
-    )
+    uptake_auc = _auc(held.uptake[raised] > 0.5, uptake.predict_risk(held.obs[raised], held.previous_balance[raised]))
     tuned = tune_risk_policy(
         model, config, tuning_seeds, tune_accounts, n_trials, progress, holdout, search_seed, uptake=uptake
     )
