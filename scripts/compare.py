@@ -286,7 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             write_json(
                 run.agents_dir / "risk_policy" / "policy.json",
-                {**risk.policy.to_dict(), "holdout_auc": risk.holdout_auc},
+                {**risk.policy.to_dict(), "holdout_auc": risk.holdout_auc, "uptake_auc": risk.uptake_auc},
             )
             run.write_metrics("tuning_risk_policy", risk.tuning)
             risk_policy["risk_policy"] = risk.policy
