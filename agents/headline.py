@@ -6,9 +6,13 @@ when its file is already there (an interrupted study resumes where it stopped):
 1. ``baselines.json``: best static multiplier, "low and grow" rule and oracle, each tuned on the tuning
    seeds under the cap with the same budget (``trials`` random-search trials for the rule and the oracle);
 2. ``policy_search.json``: CMA-ES on training seeds, selected on the tuning seeds (agents.policy_search);
-3. ``ppo/seed_<i>/``: PPO-Lagrangian run ``i`` on its own training seeds (8 sub-books, randomised macro
+3. ``risk_policy.json``: the risk-model line policy (agents.risk_policy): a scorecard fitted on histories of
+   the policy-search training seeds (both agents learn from training seeds; neither sees tuning or
+   evaluation accounts), its thresholds tuned on the tuning seeds with the rule's ``trials``; the scorecard
+   and thresholds are the JSON itself (no pickle);
+4. ``ppo/seed_<i>/``: PPO-Lagrangian run ``i`` on its own training seeds (8 sub-books, randomised macro
    and product parameters), the checkpoint kept by model selection on the tuning seeds (agents.training);
-4. ``summary.csv`` and ``per_seed.csv``: every policy on the evaluation seeds (agents.evaluation.evaluate),
+5. ``summary.csv`` and ``per_seed.csv``: every policy on the evaluation seeds (agents.evaluation.evaluate),
    with the PPO runs summarised as ``ppo_mean_over_seeds`` (mean over runs, bootstrap interval over runs)
    and ``ppo`` (the run with the best tuning-seed score among those meeting the cap there).
 
@@ -33,6 +37,7 @@ from agents.evaluation import bootstrap_ci, check_disjoint, evaluate, split_seed
 from agents.oracle import Oracle, OracleParams
 from agents.policies import BestStatic, RuleBased, RuleParams, StaticHold
 from agents.policy_search import LinearScorePolicy, load_policy_search_config, train_policy_search
+from agents.risk_policy import RiskPolicy, load_risk_policy_config, train_risk_policy
 from agents.tuning import tune_best_static, tune_oracle, tune_rule
 from envs.config import Config, load_config
 
@@ -130,6 +135,35 @@ def _policy_search(
     return {"weights": result.policy.weights.tolist(), "selected": result.selected, **settings.model_dump()}
 
 
+def _risk_policy(
+    config: Config, seeds: dict[str, list[int]], budget: Budget, folder: Path, progress: bool
+) -> dict[str, Any]:
+    settings = load_risk_policy_config(
+        config.name, {"accounts": budget.accounts}
+    )  # histories as big as the study's books
+    training = seeds["policy_search"][: settings.training_seeds]
+    result = train_risk_policy(
+        config,
+        training,
+        seeds["tuning"],
+        budget.accounts,
+        budget.trials,  # the rule's and the oracle's budget
+        holdout_seeds=seeds["evaluation"],
+        settings=settings,
+        search_seed=budget.seed,
+        progress=progress,
+    )
+    write_csv(folder / "risk_policy_tuning.csv", result.tuning)
+    return {
+        **result.policy.to_dict(),
+        "holdout_auc": result.holdout_auc,
+        "holdout_base_rate": result.holdout_base_rate,
+        "uptake_auc": result.uptake_auc,
+        "training_seeds": training,
+        "settings": settings.model_dump(),
+    }
+
+
 def _ppo_run(config: Config, seeds: dict[str, list[int]], i: int, budget: Budget, folder: Path, progress: bool):
     """PPO run ``i`` (trained unless its selection record exists; a half-finished run is started again)."""
     from agents.training import load_agent, train  # torch and SB3 only when PPO runs
@@ -205,12 +239,14 @@ def run_preset(preset: str, out: Path, budget: Budget, progress: bool = True) ->
         raise ValueError(f"{folder} was started with other seeds or budget; use another --out or delete it")
     base = _cell(folder / "baselines.json", lambda: _baselines(config, seeds, budget, progress))
     ps = _cell(folder / "policy_search.json", lambda: _policy_search(config, seeds, budget, folder, progress))
+    risk = _cell(folder / "risk_policy.json", lambda: _risk_policy(config, seeds, budget, folder, progress))
     policies: dict[str, Any] = {
         "static_hold": StaticHold(),
         "best_static": BestStatic(base["best_static"]),
         "rule": RuleBased(RuleParams(**base["rule"])),
         "oracle": Oracle(OracleParams(**base["oracle"])),
         "policy_search": LinearScorePolicy(ps["weights"]),
+        "risk_policy": RiskPolicy.from_dict(risk),
     }
     ppo_names, selected, best = [], None, -np.inf
     for i in range(budget.ppo_seeds):

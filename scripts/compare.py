@@ -87,6 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="pid",
         help="how training handles the M3+ cap: PID-Lagrangian multiplier, a fixed penalty, or none (default: pid)",
     )
+    agents.add_argument(
+        "--risk-policy",
+        action="store_true",
+        help="also build the risk-model line policy (agents.risk_policy): a scorecard fitted on histories of "
+        "the training seeds, its thresholds tuned on the tuning seeds with the rule's trials; saved as JSON in "
+        "agents/risk_policy/policy.json. Not with --load",
+    )
     source = agents.add_mutually_exclusive_group()
     source.add_argument(
         "--load",
@@ -159,13 +166,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub_books = max(_agent_config(algo, config.name).training.sub_books for algo in train_algos)
     else:
         sub_books = 1
+    training_count = sub_books
+    if args.risk_policy:
+        from agents.risk_policy import load_risk_policy_config
+
+        risk_settings = load_risk_policy_config(config.name)
+        training_count = max(sub_books, risk_settings.training_seeds)
     try:
-        seeds = split_seeds(training=sub_books, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed)
+        seeds = split_seeds(
+            training=training_count, tuning=args.tune_seeds, evaluation=args.eval_seeds, start=args.seed
+        )
     except ValueError as exc:
         raise ValueError(f"--seed {args.seed} with --tune-seeds and --eval-seeds: {exc}") from None
 
     # Every check on the input before the run folder exists: a rejected command writes nothing.
-    agents, train_seeds = {}, seeds.training if train_algos else ()
+    agents, train_seeds = {}, seeds.training if train_algos or args.risk_policy else ()
     if args.load is not None:
         train_seeds = _loaded_training_seeds(args.load, seeds)
         from agents.agent_files import check_fits, load_agent  # data files only: no SB3, no pickle
@@ -252,6 +267,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         run.write_metrics("tuning_rule", rule_table)
         run.write_metrics("tuning_oracle", oracle.table)
 
+        risk_policy: dict[str, Any] = {}  # the scorecard policy (not an SB3 agent: no training curve)
+        if args.risk_policy:
+            from agents.atomic_io import write_json
+            from agents.risk_policy import train_risk_policy
+
+            print(f"risk policy: histories of seeds {list(seeds.training)}", file=sys.stderr)
+            risk = train_risk_policy(
+                config,
+                seeds.training[: risk_settings.training_seeds],
+                seeds.tuning,
+                args.accounts,
+                holdout_seeds=seeds.evaluation,
+                settings=risk_settings,
+                search_seed=args.seed,
+                progress=progress,
+                **rule_kwargs,
+            )
+            write_json(
+                run.agents_dir / "risk_policy" / "policy.json",
+                {**risk.policy.to_dict(), "holdout_auc": risk.holdout_auc, "uptake_auc": risk.uptake_auc},
+            )
+            run.write_metrics("tuning_risk_policy", risk.tuning)
+            risk_policy["risk_policy"] = risk.policy
+
         policies: dict[str, Any] = {
             "static_hold": StaticHold(),
             "best_static": BestStatic(x),
@@ -259,6 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "random": RandomPolicy(args.seed),
             "oracle": Oracle(oracle.params),
             **agents,
+            **risk_policy,
         }
         print(f"evaluating {len(policies)} policies on seeds {list(seeds.evaluation)}", file=sys.stderr)
         evaluation = evaluate(
@@ -291,6 +331,10 @@ def _checked_target(args: argparse.Namespace, config) -> str:
         raise ValueError("--resume needs the --name of the run folder to continue")
     if args.resume and args.overwrite:
         raise ValueError("--resume continues a run and --overwrite replaces it: choose one")
+    if args.risk_policy and args.load is not None:
+        raise ValueError(
+            "--risk-policy builds a new risk policy on this run's training seeds; it cannot be combined with --load"
+        )
     if (args.no_train or args.load is not None) and args.agent_overrides:
         raise ValueError(
             f"--agent-set {args.agent_overrides[0]}: no agent is trained with "

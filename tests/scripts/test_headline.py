@@ -40,17 +40,24 @@ def test_training_tuning_and_evaluation_seeds_never_overlap(ppo_seeds):
 def test_a_study_resumes_from_its_cells_and_refuses_another_budget(tmp_path, monkeypatch):
     table = run_preset("wechat", tmp_path, TINY, progress=False)
     assert list(table.columns) == COLUMNS
-    assert {"static_hold", "best_static", "rule", "oracle", "policy_search"} <= set(table["policy"])
+    assert {"static_hold", "best_static", "rule", "oracle", "policy_search", "risk_policy"} <= set(table["policy"])
     oracle = table.set_index("policy").loc["oracle"]
     assert oracle["oracle_share"] == pytest.approx(1.0)
-    for name in ("seeds.json", "baselines.json", "policy_search.json", "summary.csv", "per_seed.csv"):
+    for name in (
+        "seeds.json",
+        "baselines.json",
+        "policy_search.json",
+        "risk_policy.json",
+        "summary.csv",
+        "per_seed.csv",
+    ):
         assert (tmp_path / "wechat" / name).is_file()
 
     # A second run reads every cell back: nothing is tuned, trained or evaluated again.
     def fail(*args, **kwargs):
         raise AssertionError("a finished cell was computed again")
 
-    for name in ("_baselines", "_policy_search", "_evaluate"):
+    for name in ("_baselines", "_policy_search", "_risk_policy", "_evaluate"):
         monkeypatch.setattr(headline, name, fail)
     again = run_preset("wechat", tmp_path, TINY, progress=False)
     pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True), check_dtype=False)

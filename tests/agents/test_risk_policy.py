@@ -1,0 +1,179 @@
+"""The risk-model line policy: observations only, disjoint seeds, a JSON round trip, a model better than chance."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+import envs
+from agents.evaluation import evaluate
+from agents.oracle import Oracle
+from agents.policies import obs_index
+from agents.risk_policy import (
+    CATEGORICAL,
+    CONTINUOUS,
+    RiskModel,
+    RiskParams,
+    RiskPolicy,
+    _labels,
+    fit_risk_model,
+    fit_uptake_model,
+    load_risk_policy_config,
+    simulate_histories,
+    train_risk_policy,
+)
+from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
+from envs.config import load_config
+from envs.simulator import Simulator
+
+SMALL = load_risk_policy_config("wechat", {"accounts": 300, "training_seeds": 2})
+
+
+def constant_model(risk: float) -> RiskModel:
+    """A scorecard predicting ``risk`` for everyone (no bins, zero coefficients)."""
+    names = CONTINUOUS + CATEGORICAL
+    return RiskModel({n: [] for n in names}, {n: [0.0] for n in names}, math.log(risk / (1 - risk)), 3)
+
+
+def fresh_obs(n: int = 50) -> np.ndarray:
+    return envs.make_portfolio("wechat", n, seed=123).reset()
+
+
+def test_the_policy_reads_no_hidden_state(monkeypatch):
+    def hidden(*args, **kwargs):
+        raise AssertionError("the simulator's hidden state was read")
+
+    monkeypatch.setattr(Simulator, "hidden_state", hidden)
+    monkeypatch.setattr(Simulator, "hidden_traits", hidden)
+    # The trap is live: the oracle, which reads the hidden state, trips it.
+    with pytest.raises(AssertionError, match="hidden state was read"):
+        evaluate({"oracle": Oracle()}, "wechat", 50, [0], months=3, progress=False, reference=None)
+    policy = RiskPolicy(constant_model(0.5), RiskParams(cut_risk=0.3))
+    assert not hasattr(policy, "bind_simulator")
+    summary = evaluate({"risk": policy}, "wechat", 50, [0], months=3, progress=False, reference=None).summary
+    assert summary["average_line"].iloc[0] > 0
+
+
+def test_rules_cut_risky_raise_safe_users_of_the_line_and_hold_otherwise():
+    obs = fresh_obs()
+    col = obs_index()
+    obs[:, col["months_since_line_change"]] = 6.0  # lines changed before: no starting move
+    obs[:, col["months_on_book"]] = 12.0
+    obs[:, col["months_past_due"]] = 0.0
+    obs[:, col["utilisation"]] = 0.9
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    params = RiskParams(cut_risk=0.3, raise_risk=0.05, min_utilisation=0.5, line_cap=2.0, min_uptake=0.5)
+    cut, grow = LIMIT_MULTIPLIERS.index(params.cut_multiplier), LIMIT_MULTIPLIERS.index(params.raise_multiplier)
+    assert (RiskPolicy(constant_model(0.5), params).predict(obs)[0] == cut).all()
+    assert (RiskPolicy(constant_model(0.01), params).predict(obs)[0] == grow).all()
+    assert (RiskPolicy(constant_model(0.1), params).predict(obs)[0] == HOLD_ACTION).all()
+    idle = obs.copy()
+    idle[:, col["utilisation"]] = 0.1  # no sign of unmet need: no raise
+    assert (RiskPolicy(constant_model(0.01), params).predict(idle)[0] == HOLD_ACTION).all()
+    capped = obs.copy()
+    capped[:, col["line"]] *= 2.0  # at the cap already
+    assert (RiskPolicy(constant_model(0.01), params).predict(capped)[0] == HOLD_ACTION).all()
+    # the need model: a raise the borrower is not expected to use is not made
+    unused = RiskPolicy(constant_model(0.01), params, uptake=constant_model(0.3))
+    assert (unused.predict(obs)[0] == HOLD_ACTION).all()
+    assert (RiskPolicy(constant_model(0.01), params, uptake=constant_model(0.7)).predict(obs)[0] == grow).all()
+    # A line never changed since origination is first set to the starting line.
+    new = fresh_obs()
+    start = RiskParams(start_line=0.5)
+    assert (RiskPolicy(constant_model(0.1), start).predict(new)[0] == LIMIT_MULTIPLIERS.index(0.5)).all()
+
+
+def test_a_jump_in_the_balance_is_cut_and_the_memory_forgets_new_accounts():
+    obs = fresh_obs()
+    col = obs_index()
+    obs[:, col["months_since_line_change"]] = obs[:, col["months_on_book"]] = 6.0
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    params = RiskParams(cut_risk=0.9, raise_risk=0.0, cut_drawdown=0.3, start_line=1.0)
+    policy, cut = RiskPolicy(constant_model(0.1), params), LIMIT_MULTIPLIERS.index(params.cut_multiplier)
+    earlier = obs[:, col["balance"]] - 0.5 * obs[:, col["line"]]  # half the line drawn since last month
+    actions, state = policy.predict(obs, state=earlier, episode_start=np.zeros(len(obs), bool))
+    assert (actions == cut).all()
+    np.testing.assert_array_equal(state, obs[:, col["balance"]])  # the memory for the next month
+    # the same accounts seen for the first time (no state, or marked new): no drawdown, no cut
+    assert (policy.predict(obs)[0] == HOLD_ACTION).all()
+    assert (policy.predict(obs, state=earlier, episode_start=np.ones(len(obs), bool))[0] == HOLD_ACTION).all()
+
+
+def test_labels_mark_a_miss_within_the_horizon_and_stop_at_the_end_of_an_account():
+    # one slot: a miss in month 3; ended in month 1 in a second slot (then a new account misses in month 2)
+    miss = np.array([[0, 0], [0, 0], [0, 1], [1, 0], [0, 0]], dtype=bool)
+    done = np.array([[0, 0], [0, 1], [0, 0], [0, 0], [0, 0]], dtype=bool)
+    label, known = _labels(miss, done, 2)
+    assert label[:, 0].tolist() == [False, False, True, True, False]
+    assert known[:, 0].tolist() == [True, True, True, True, False]  # month 4's window runs past the end
+    # months 0 and 1: the account ended in month 1, so the next account's miss in month 2 is not its own
+    assert label[:, 1].tolist() == [False, False, True, False, False]
+    assert known[1, 1]  # ended before its window's end: known
+
+
+def test_seeds_must_be_disjoint():
+    with pytest.raises(ValueError, match="overlap"):
+        train_risk_policy("wechat", [0, 1], [1, 2], 100, 1, holdout_seeds=[5], settings=SMALL, progress=False)
+    with pytest.raises(ValueError, match="overlap"):
+        train_risk_policy("wechat", [0, 1], [2], 100, 1, holdout_seeds=[0], settings=SMALL, progress=False)
+
+
+def test_the_model_beats_chance_on_a_held_out_training_seed():
+    from sklearn.metrics import roc_auc_score
+
+    config = load_config("wechat")
+    data = simulate_histories(config, [0, 1, 2], SMALL)
+    model = fit_risk_model(data.subset(data.seed != 2), SMALL)
+    held = data.subset(data.seed == 2)
+    auc = roc_auc_score(held.label, model.predict_risk(held.obs, held.previous_balance))
+    assert 0.02 < held.label.mean() < 0.5  # an outcome that happens, not a constant
+    assert auc > 0.7  # chance is 0.5; delinquency and payment history make misses far from random
+    need = fit_uptake_model(data.subset(data.seed != 2), SMALL)
+    raised = ~np.isnan(held.uptake)
+    assert raised.sum() > 50 and 0.05 < held.uptake[raised].mean() < 0.95
+    used = roc_auc_score(held.uptake[raised] > 0.5, need.predict_risk(held.obs[raised], held.previous_balance[raised]))
+    assert used > 0.6  # chance is 0.5
+
+
+def test_save_and_load_round_trip_through_json():
+    config = load_config("wechat")
+    data = simulate_histories(config, [0], SMALL)
+    params = RiskParams(raise_risk=0.1, start_line=0.75)
+    policy = RiskPolicy(fit_risk_model(data, SMALL), params, uptake=fit_uptake_model(data, SMALL))
+    again = RiskPolicy.from_dict(json.loads(json.dumps(policy.to_dict())))
+    assert again.uptake is not None and policy.uptake is not None
+    np.testing.assert_allclose(again.uptake.predict_risk(data.obs[:100]), policy.uptake.predict_risk(data.obs[:100]))
+    obs, before = data.obs[:2000], data.previous_balance[:2000]
+    np.testing.assert_allclose(again.model.predict_risk(obs, before), policy.model.predict_risk(obs, before))
+    np.testing.assert_array_equal(again.predict(obs)[0], policy.predict(obs)[0])
+    assert again.params == policy.params
+    broken = policy.to_dict()
+    del broken["model"]["coef"]["utilisation"]
+    with pytest.raises(ValueError, match="edges and coefficients"):
+        RiskPolicy.from_dict(broken)
+    with pytest.raises(ValueError, match="not a saved risk policy"):
+        RiskPolicy.from_dict({"params": {}})
+
+
+def test_bad_thresholds_are_named():
+    with pytest.raises(ValueError, match="cut_risk"):
+        RiskParams(cut_risk=0.0)
+    with pytest.raises(ValueError, match="start_line"):
+        RiskParams(start_line=1.1)
+    with pytest.raises(ValueError, match="raise_wait"):
+        RiskParams(raise_wait=0)
+
+
+def test_compare_refuses_a_risk_policy_with_load(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "compare.py"
+    args = ["--risk-policy", "--load", str(tmp_path), "--out", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "error" in done.stderr and "--risk-policy" in done.stderr and "--load" in done.stderr
