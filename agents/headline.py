@@ -237,6 +237,12 @@ def run_preset(preset: str, out: Path, budget: Budget, progress: bool = True) ->
     _cell(folder / "seeds.json", lambda: seeds)
     if json.loads((folder / "seeds.json").read_text(encoding="utf-8")) != seeds:
         raise ValueError(f"{folder} was started with other seeds or budget; use another --out or delete it")
+    # The seeds do not show every budget item (the trials, the generations): the budget is checked as well.
+    _cell(folder / "budget.json", lambda: budget._asdict())
+    started = json.loads((folder / "budget.json").read_text(encoding="utf-8"))
+    if started != budget._asdict():
+        changed = sorted(k for k in budget._asdict() if started.get(k) != budget._asdict()[k])
+        raise ValueError(f"{folder} was started with another budget ({', '.join(changed)}); use another --out")
     base = _cell(folder / "baselines.json", lambda: _baselines(config, seeds, budget, progress))
     ps = _cell(folder / "policy_search.json", lambda: _policy_search(config, seeds, budget, folder, progress))
     risk = _cell(folder / "risk_policy.json", lambda: _risk_policy(config, seeds, budget, folder, progress))

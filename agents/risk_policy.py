@@ -48,8 +48,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 import envs
-from agents.evaluation import check_disjoint, evaluate, portfolio_seed
+from agents.evaluation import check_disjoint, portfolio_seed
 from agents.policies import BestStatic, Policy, RuleBased, StaticHold, _Baseline, obs_index
+from agents.population import population_summary
 from agents.tuning import select_under_cap
 from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
 from envs.config import Config, ConfigError, read_yaml, resolve_config
@@ -495,8 +496,9 @@ def tune_risk_policy(
     rng = np.random.default_rng(search_seed)
     trials = [RiskParams()] + [sample_risk_params(rng) for _ in range(n_trials - 1)]
     policies = {f"trial_{i}": RiskPolicy(model, p, uptake=uptake) for i, p in enumerate(trials)}
-    result = evaluate(policies, config, num_accounts, seeds, progress=progress, reference=None, n_boot=10)
-    summary = result.summary.set_index("policy").loc[list(policies)].reset_index(drop=True)
+    # All trials in one batched simulator per seed (agents.population: the evaluator's figures exactly).
+    summary = population_summary(policies, config, num_accounts, seeds, progress=progress, n_boot=10)
+    summary = summary.set_index("policy").loc[list(policies)].reset_index(drop=True)
     metrics = summary[["per_user_revenue", "m3plus_rate", "cap", "meets_cap", "average_line", "attrition_rate"]]
     params = pd.DataFrame([dataclasses.asdict(p) for p in trials])
     table = pd.concat([pd.DataFrame({"trial": range(len(trials))}), params, metrics], axis=1)

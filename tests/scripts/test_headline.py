@@ -45,6 +45,7 @@ def test_a_study_resumes_from_its_cells_and_refuses_another_budget(tmp_path, mon
     assert oracle["oracle_share"] == pytest.approx(1.0)
     for name in (
         "seeds.json",
+        "budget.json",
         "baselines.json",
         "policy_search.json",
         "risk_policy.json",
@@ -63,6 +64,8 @@ def test_a_study_resumes_from_its_cells_and_refuses_another_budget(tmp_path, mon
     pd.testing.assert_frame_equal(again.reset_index(drop=True), table.reset_index(drop=True), check_dtype=False)
     with pytest.raises(ValueError, match="other seeds or budget"):
         run_preset("wechat", tmp_path, TINY._replace(eval_seeds=3), progress=False)
+    with pytest.raises(ValueError, match=r"another budget \(trials\)"):  # the seeds alone would not show it
+        run_preset("wechat", tmp_path, TINY._replace(trials=TINY.trials + 1), progress=False)
     combined = write_headline([again], tmp_path)
     assert (tmp_path / "summary.csv").is_file() and (tmp_path / "uplift.png").is_file()
     assert len(combined) == len(table)
