@@ -17,6 +17,7 @@ import numpy as np
 
 from envs.accounting import expected_loss
 from envs.config import CHARGE_OFF_MONTHS, AccountingConfig
+from envs.kernels import behaviour_score_points, new_lines
 from envs.params import SimParams
 from envs.population import SCORE_RANGE
 from envs.random_stream import MONTHLY_STRIDE, monthly_uniforms_at
@@ -70,14 +71,6 @@ def _same_for_all(value: float, n: int) -> np.ndarray:
     return out
 
 
-def _round_to_hundreds_(x: np.ndarray) -> np.ndarray:
-    """``np.round(x, -2)`` in place (numpy rounds to -2 decimals as rint(x / 100) * 100)."""
-    x /= 100.0
-    np.rint(x, out=x)
-    x *= 100.0
-    return x
-
-
 def step(
     state: PortfolioState,
     line_multiplier: np.ndarray,
@@ -104,23 +97,27 @@ def step(
     first = np.flatnonzero(s.months_on_book == 0) if new_accounts is None else new_accounts  # first month
 
     # 1. The lender's decision: a new line, in whole hundreds, inside the product's floor and maximum.
-    old_line = s.line
-    line = _round_to_hundreds_(old_line * line_multiplier)
-    np.clip(line, prod.min_line, prod.max_line, out=line)
-    unchanged = line == old_line
-    cut = line < old_line
-    cut[first] = False  # a cut before the first month is a lower starting line, not one lived through
-    s.line = line
     # The borrower adjusts to a raise, fast and slowly (Aydin 2022); a cut is not adjusted to: the borrower
     # still wants the balance and the new line caps it (DOMAIN: CFPB, utilisation above 90% after a cut).
-    up = line - s.adapted_line
-    _clip_below_(up, 0.0)
-    up *= beh.line_adapt_rate
-    s.adapted_line += up
-    np.subtract(line, s.slow_adapted_line, out=up)
-    _clip_below_(up, 0.0)
-    up *= beh.slow_line_adapt_rate
-    s.slow_adapted_line += up
+    # (one compiled pass: envs.kernels.new_lines)
+    old_line = s.line
+    multiplier = np.broadcast_to(np.asarray(line_multiplier, dtype=np.float64), (n,))
+    line, unchanged, cut = np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+    new_lines(
+        old_line,
+        multiplier,
+        float(prod.min_line),
+        float(prod.max_line),
+        line,
+        unchanged,
+        cut,
+        s.adapted_line,
+        s.slow_adapted_line,
+        float(beh.line_adapt_rate),
+        float(beh.slow_line_adapt_rate),
+    )
+    cut[first] = False  # a cut before the first month is a lower starting line, not one lived through
+    s.line = line
 
     # 2. Jobs are lost and found; stress raises losses and slows re-employment.
     mac = cfg.macro
@@ -370,30 +367,34 @@ def _behaviour_score(s: PortfolioState, balance: np.ndarray, acc: AccountingConf
     missed payments and months on book (DOMAIN: Alfonso-Sanchez et al. 2024 for the coefficients' signs
     and sizes). Updates ``s.utilisation_average`` in place; returns a new float32 array."""
     # Utilisation of the line granted at origination, as in the miss hazard: the lender's own line changes
-    # do not move the score (a raise does not make anyone safer); clipped at a full line.
+    # do not move the score (a raise does not make anyone safer); clipped at a full line. One compiled pass
+    # (envs.kernels.behaviour_score_points) in float32, in this order: utilisation x its points, plus its
+    # rise above the average x points, the mean payment ratio, the remembered misses and the months on book
+    # (before this month's increment) x their points, on the origination score, less the centre.
     points = -SCORE_POINTS_PER_LOGIT  # score points per unit of the scorecard logit (down is riskier)
-    util = np.empty(len(s), dtype=np.float32)
-    np.divide(balance, s.origination_line, out=util, casting="unsafe")
-    np.clip(util, 0.0, 1.0, out=util)
-    trend = util - s.utilisation_average
-    scratch = np.multiply(trend, np.float32(acc.score_trend_memory))
-    s.utilisation_average += scratch
-    score = util  # util is not needed again: the score is built in its place, in points
-    score *= np.float32(points * acc.score_utilisation_effect)
-    trend *= np.float32(points * acc.score_trend_effect)
-    score += trend
-    np.sum(s.payment_ratios, axis=0, out=scratch)
-    scratch *= np.float32(points * acc.score_payment_effect / len(s.payment_ratios))
-    score += scratch
-    np.multiply(s.missed_payments, np.float32(points * acc.score_history_effect), out=scratch)
-    score += scratch
-    # (months on book before this month's increment; multiplied in float32, not via a float64 cast)
-    np.multiply(s.months_on_book, np.float32(points * acc.score_tenure_effect), out=scratch, dtype=np.float32)
-    score += scratch
     centre = acc.score_utilisation_effect * _SCORE_CENTRE_UTILISATION + acc.score_payment_effect * _SCORE_CENTRE_PAYMENT
-    score += s.origination_score
-    score -= np.float32(points * centre)
-    return np.clip(score, SCORE_RANGE[0], SCORE_RANGE[1], out=score)
+    score = np.empty(len(s), dtype=np.float32)
+    f32 = np.float32
+    behaviour_score_points(
+        balance,
+        s.origination_line,
+        s.utilisation_average,
+        s.payment_ratios,
+        s.missed_payments,
+        s.months_on_book,
+        s.origination_score,
+        f32(acc.score_trend_memory),
+        f32(points * acc.score_utilisation_effect),
+        f32(points * acc.score_trend_effect),
+        f32(points * acc.score_payment_effect / len(s.payment_ratios)),
+        f32(points * acc.score_history_effect),
+        f32(points * acc.score_tenure_effect),
+        f32(points * centre),
+        f32(SCORE_RANGE[0]),
+        f32(SCORE_RANGE[1]),
+        score,
+    )
+    return score
 
 
 def miss_probability(s: PortfolioState, p: SimParams, stress: bool) -> np.ndarray:
