@@ -17,7 +17,7 @@ import numpy as np
 
 from envs.accounting import expected_loss
 from envs.config import CHARGE_OFF_MONTHS, AccountingConfig
-from envs.kernels import behaviour_score_points, new_lines
+from envs.kernels import balance_targets, behaviour_score_points, bounded_wanted, new_lines, payments
 from envs.params import SimParams
 from envs.population import SCORE_RANGE
 from envs.random_stream import MONTHLY_STRIDE, monthly_uniforms_at
@@ -182,47 +182,47 @@ def step(
     # a share of any change in the line they have adapted to, as large as the borrower is credit-constrained
     # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up), up to
     # their need for credit: no one borrows past it (need_headroom caps the extra).
-    # (the fast and the slow part of the adapted line, weighted by slow_response_share)
-    target = s.adapted_line * (1.0 - beh.slow_response_share)
-    target += beh.slow_response_share * s.slow_adapted_line
-    target -= s.origination_line
-    target *= s.line_response
-    np.minimum(target, s.need_headroom, out=target)
-    target += s.target_balance
+    # (the fast and the slow part of the adapted line, weighted by slow_response_share; a uniform noise on
+    # +-balance_noise x line; the balance moving toward the target by balance_adjust_rate: one compiled
+    # pass, envs.kernels.balance_targets, in numpy's order of operations)
+    target, noise, wanted = np.empty(n), np.empty(n), np.empty(n)
+    balance_targets(
+        s.adapted_line,
+        s.slow_adapted_line,
+        s.origination_line,
+        s.line_response,
+        s.need_headroom,
+        s.target_balance,
+        u[2],
+        line,
+        balance,
+        1.0 - beh.slow_response_share,
+        float(beh.slow_response_share),
+        np.float32(2 * beh.balance_noise),
+        np.float32(beh.balance_noise),
+        float(beh.balance_adjust_rate),
+        target,
+        noise,
+        wanted,
+    )
     # The distressed borrow toward the line, as far as their distress goes (DOMAIN: Qi 2009, drawdown
-    # before default).
+    # before default). (Their wanted balance above is replaced below: only the overrides read this target.)
     gap = line[troubled] - target[troubled]
     target[troubled] += np.maximum(gap, 0.0) * np.minimum(dflt.distress_draw * distress, 1.0)
-    noise = u[2] * (2 * beh.balance_noise)  # uniform on +-balance_noise x line
-    noise -= beh.balance_noise
-    noise = noise * line  # [CNY], float64 from here on
-    wanted = target - balance
-    wanted *= beh.balance_adjust_rate
-    wanted += balance
-    wanted += noise
     wanted[first] = target[first] + noise[first]  # new accounts draw their target at once
     # So do the distressed (they need the money now). No prepayment by the distressed, nor of a balance
     # above a cut line: they pay what is due and no more (DOMAIN: CFPB, balances stay near the new line),
     # so a cut caps exposure and does not buy repayment.
     wanted[troubled] = np.maximum(target[troubled] + noise[troubled], floor[troubled])
-    # The floor where the balance is above the line, 0 elsewhere (floor >= 0; the clip at 0 below makes a
-    # 0 bound a no-op): one multiply instead of np.maximum(..., where=mask), slow on random cuts' masks.
-    lower = np.greater(balance, line)
-    lower = np.multiply(floor, lower, out=noise)  # (noise is not needed again)
-    np.maximum(wanted, lower, out=wanted)
-    upper = np.maximum(line, floor, out=lower)  # no drawing past the line
-    np.minimum(wanted, upper, out=wanted)
-    _clip_below_(wanted, 0.0)
+    # At least the floor where the balance is above the line, no drawing past the line, never below 0.
+    bounded_wanted(wanted, balance, line, floor)
     # Accounts being closed draw nothing and run their balance off (at least what is due, and the
     # adjustment rate of the rest), exposed to default until it is paid. (Only borrowers who can do without
     # the credit decide to close: not the distressed, nor those using the whole line, step 8.)
     closing = np.flatnonzero(s.closing)
     wanted[closing] = np.minimum(floor[closing], balance[closing] * (1 - beh.balance_adjust_rate))
-    drawn = wanted - floor
-    _clip_below_(drawn, 0.0)
-    statement = balance + interest  # owed before any payment (fees added below)
-    repaid = statement + drawn
-    repaid -= wanted
+    drawn, statement, repaid = np.empty(n), np.empty(n), np.empty(n)
+    payments(wanted, floor, balance, interest, drawn, statement, repaid)  # statement: owed before any payment
     new_balance = wanted  # for paying accounts; set directly so that a paid-off balance is exactly 0
     drawn[missed] = 0.0
     repaid[missed] = 0.0

@@ -236,3 +236,95 @@ def behaviour_score_points(
         s += origination_score[i]
         s -= centre_points
         score[i] = _np_clip(s, low, high)
+
+
+@_jit
+def _np_maximum(a: float, b: float) -> float:
+    """np.maximum of two values: NaN propagates; of two equal values (+0 and -0) the second, as the SIMD
+    loops return."""
+    if np.isnan(a):
+        return a
+    if np.isnan(b):
+        return b
+    return a if a > b else b
+
+
+@_jit
+def _np_minimum(a: float, b: float) -> float:
+    """np.minimum of two values, the counterpart of :func:`_np_maximum`."""
+    if np.isnan(a):
+        return a
+    if np.isnan(b):
+        return b
+    return a if a < b else b
+
+
+@_jit
+def balance_targets(
+    adapted_line: np.ndarray,
+    slow_adapted_line: np.ndarray,
+    origination_line: np.ndarray,
+    line_response: np.ndarray,
+    need_headroom: np.ndarray,
+    target_balance: np.ndarray,
+    noise_draw: np.ndarray,
+    line: np.ndarray,
+    balance: np.ndarray,
+    fast_share: float,
+    slow_share: float,
+    noise_span: np.float32,
+    noise_half: np.float32,
+    adjust_rate: float,
+    target: np.ndarray,
+    noise: np.ndarray,
+    wanted: np.ndarray,
+) -> None:
+    """Step 6 of envs.dynamics.step before its per-subset corrections, in numpy's order of operations:
+    ``target`` (the adapted lines weighted, less the original line, times the response, capped by the
+    headroom, plus the target balance), ``noise`` (float32 ``draw x span - half``, then times the line in
+    float64) and ``wanted`` (the balance moved toward the target by the adjustment rate, plus the noise)."""
+    for i in range(balance.shape[0]):
+        t = adapted_line[i] * fast_share
+        t += slow_share * slow_adapted_line[i]
+        t -= origination_line[i]
+        t *= line_response[i]
+        t = _np_minimum(t, need_headroom[i])
+        t += target_balance[i]
+        target[i] = t
+        z = noise_draw[i] * noise_span
+        z -= noise_half
+        e = np.float64(z) * line[i]
+        noise[i] = e
+        w = t - balance[i]
+        w *= adjust_rate
+        w += balance[i]
+        w += e
+        wanted[i] = w
+
+
+@_jit
+def bounded_wanted(wanted: np.ndarray, balance: np.ndarray, line: np.ndarray, floor: np.ndarray) -> None:
+    """Step 6's bounds on the wanted balance, in place: at least the floor where the balance is above the
+    line (``floor x (balance > line)``, 0 elsewhere), at most ``max(line, floor)``, at least 0."""
+    for i in range(wanted.shape[0]):
+        lower = floor[i] * (1.0 if balance[i] > line[i] else 0.0)
+        w = _np_maximum(wanted[i], lower)
+        w = _np_minimum(w, _np_maximum(line[i], floor[i]))
+        wanted[i] = _np_clip(w, 0.0, np.inf)
+
+
+@_jit
+def payments(
+    wanted: np.ndarray, floor: np.ndarray, balance: np.ndarray, interest: np.ndarray, drawn: np.ndarray,
+    statement: np.ndarray, repaid: np.ndarray,
+) -> None:  # fmt: skip
+    """Step 6's flows: ``drawn = max(wanted - floor, 0)``, ``statement = balance + interest``,
+    ``repaid = statement + drawn - wanted`` (added, then subtracted, as numpy did)."""
+    for i in range(wanted.shape[0]):
+        d = _np_clip(wanted[i] - floor[i], 0.0, np.inf)
+        drawn[i] = d
+        st = balance[i] + interest[i]
+        statement[i] = st
+        r = st + d
+        r -= wanted[i]
+        repaid[i] = r
