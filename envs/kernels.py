@@ -1,13 +1,17 @@
 """Compiled loops (numba) for the hottest passes over every account, bit for bit the numpy they replace.
 
 Each kernel is one pass over the accounts where numpy makes one pass per operation (a temporary per
-operation, each larger than the CPU's cache at 100k accounts). They only do what is exact in any order and
-on any CPU: integer hashing and bit moves, copies, casts, comparisons and clips; no arithmetic whose
-rounding could differ from numpy's, no transcendental function (those stay in numpy). ``tests/envs/
-test_kernels.py`` checks each against the numpy expression it replaces.
+operation, each larger than the CPU's cache at 100k accounts). They do only what rounds the same on every
+CPU and in any compiler: integer hashing and bit moves, copies, casts, comparisons, clips, and IEEE
+``+ - * /`` in numpy's precision (float32 where numpy computed in float32) and numpy's order of operations
+(numba contracts nothing into fused multiply-adds without ``fastmath``, which is off). No transcendental
+function: exp, log, tanh stay in numpy, whose vectorised versions round differently from the C library's.
+``tests/envs/test_kernels.py`` checks each kernel against the numpy expressions it replaces.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numba
 import numpy as np
@@ -157,7 +161,7 @@ def _observe_all(rows, line, origination_line, balance, months_past_due, months_
 
 
 @_jit
-def _np_clip(x: float, low: float, high: float) -> float:
+def _np_clip(x: Any, low: Any, high: Any) -> Any:  # (float32 or float64: compiled for each)
     """np.clip of one value as numpy computes it: NaN stays NaN; max(x, low), then min(., high)."""
     t = x if (np.isnan(x) or x > low) else low
     return t if (np.isnan(t) or t < high) else high
@@ -239,7 +243,7 @@ def behaviour_score_points(
 
 
 @_jit
-def _np_maximum(a: float, b: float) -> float:
+def _np_maximum(a: Any, b: Any) -> Any:
     """np.maximum of two values: NaN propagates; of two equal values (+0 and -0) the second, as the SIMD
     loops return."""
     if np.isnan(a):
@@ -250,7 +254,7 @@ def _np_maximum(a: float, b: float) -> float:
 
 
 @_jit
-def _np_minimum(a: float, b: float) -> float:
+def _np_minimum(a: Any, b: Any) -> Any:
     """np.minimum of two values, the counterpart of :func:`_np_maximum`."""
     if np.isnan(a):
         return a

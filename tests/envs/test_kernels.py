@@ -112,3 +112,38 @@ def test_behaviour_score_kernel_matches_numpy_float32_sequence():
         balance, origination_line, average, ratios, missed, months, origination_score, *k, f32(300), f32(900), got
     )
     assert _same(got, score) and _same(average, expected_average)
+
+
+def test_balance_kernels_match_numpy_step_six():
+    rng = np.random.default_rng(4)
+    n = 4000
+    f32 = np.float32
+    line = np.round(rng.uniform(500, 50_000, n), -2)
+    balance = line * rng.uniform(0, 1.6, n)
+    balance[:3] = [0.0, np.nan, line[2]]  # a zero balance, NaN, a balance exactly at the line
+    adapted, slow, origination = line * rng.uniform(0.8, 1.2, n), line * rng.uniform(0.8, 1.2, n), line * 0.9
+    response, headroom, target_balance = rng.uniform(0, 0.5, n), rng.uniform(0, 5000, n), line * 0.4
+    draw = rng.uniform(0, 1, n).astype(f32)
+    floor = balance * 0.95
+    interest = balance * 0.015
+    share, noise_sd, rate = 0.3, 0.05, 0.4
+    expected_target = adapted * (1.0 - share)
+    expected_target += share * slow
+    expected_target = np.minimum((expected_target - origination) * response, headroom) + target_balance
+    expected_noise = ((draw * f32(2 * noise_sd)) - f32(noise_sd)) * line
+    expected_wanted = (expected_target - balance) * rate + balance + expected_noise
+    target, noise, wanted = np.empty(n), np.empty(n), np.empty(n)
+    kernels.balance_targets(
+        adapted, slow, origination, response, headroom, target_balance, draw, line, balance,
+        1.0 - share, share, f32(2 * noise_sd), f32(noise_sd), rate, target, noise, wanted,
+    )  # fmt: skip
+    assert _same(target, expected_target) and _same(noise, expected_noise) and _same(wanted, expected_wanted)
+    bounded = np.maximum(wanted, floor * (balance > line))
+    bounded = np.clip(np.minimum(bounded, np.maximum(line, floor)), 0.0, np.inf)
+    kernels.bounded_wanted(wanted, balance, line, floor)
+    assert _same(wanted, bounded)
+    drawn, statement, repaid = np.empty(n), np.empty(n), np.empty(n)
+    kernels.payments(wanted, floor, balance, interest, drawn, statement, repaid)
+    expected_drawn = np.clip(wanted - floor, 0.0, np.inf)
+    assert _same(drawn, expected_drawn) and _same(statement, balance + interest)
+    assert _same(repaid, balance + interest + expected_drawn - wanted)
