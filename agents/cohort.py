@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from agents.policies import Policy, obs_index
-from envs.actions import continuous_to_multiplier, discrete_to_multiplier
+from envs.actions import HOLD_ACTION, continuous_to_multiplier, discrete_to_multiplier
 from envs.config import AGE_BANDS, CITY_TIERS
 
 if TYPE_CHECKING:  # the SB3 face is imported where portfolios are made, not here
@@ -163,8 +163,16 @@ def run_cohort(policy: Policy, venv: PortfolioVecEnv, months: int, run_off_month
     run = CohortRun.empty(months + run_off_months, months, groups, obs.copy())
     alive = np.ones(num_accounts, dtype=bool)  # slot still holds its cohort account
     state, episode_start = None, np.ones(num_accounts, dtype=bool)
+    # A policy whose action for an account depends on that account's observation alone (``rowwise``, as
+    # an exported actor's) acts only on the cohort's accounts: the replacements' lines are held, which
+    # changes nothing counted (accounts are independent; only the cohort is recorded) and spares the
+    # network's cost on the accounts no one counts.
+    rowwise = getattr(policy, "rowwise", False) is True
     for t in range(months):
-        actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
+        if rowwise and not alive.all():
+            actions = _act_on_cohort(policy, obs, alive, venv.continuous)
+        else:
+            actions, state = policy.predict(obs, state=state, episode_start=episode_start, deterministic=True)
         stress = sim.stress  # the regime this month is simulated in (the observation's macro_stress)
         if t < months - 1:
             obs, _, dones, _ = venv.step(actions)  # type: ignore[assignment]  # SB3's VecEnvStepReturn
@@ -203,6 +211,16 @@ def run_cohort(policy: Policy, venv: PortfolioVecEnv, months: int, run_off_month
         running &= ~result.terminated
         t += 1
     return run.ended(t, running, groups)
+
+
+def _act_on_cohort(policy: Policy, obs: np.ndarray, alive: np.ndarray, continuous: bool) -> np.ndarray:
+    """The actions of a ``rowwise`` policy for the accounts ``alive``, the hold action for the others."""
+    rows = np.flatnonzero(alive)
+    acted, _ = policy.predict(obs[rows], deterministic=True)
+    acted = np.asarray(acted)
+    actions = np.full((len(obs), *acted.shape[1:]), 0.0 if continuous else HOLD_ACTION, dtype=acted.dtype)
+    actions[rows] = acted
+    return actions
 
 
 def _multipliers(venv: PortfolioVecEnv, actions: np.ndarray) -> np.ndarray:

@@ -124,6 +124,8 @@ class ExportedPolicy:
         names it); a pickle payload in any of them is refused, never executed.
     """
 
+    rowwise = True  # an account's action depends on its own observation only (agents.cohort acts on a subset)
+
     def __init__(self, folder: str | Path):
         folder = Path(folder)
         meta = _read_metadata(folder / POLICY_METADATA_FILE)
@@ -166,7 +168,7 @@ class ExportedPolicy:
 
         self.folder, self.algo, self.num_timesteps = folder, algo, num_timesteps
         self.continuous = continuous
-        self._activation = {"tanh": torch.tanh, "relu": torch.relu}[activation]
+        self._activation_ = {"tanh": torch.tanh_, "relu": torch.relu_}[activation]  # in place
         self._layers = layers
         n_obs, n_out = layers[0][0].shape[1], layers[-1][0].shape[0]
         where = str(folder / NORMALISATION_FILE) if folder is not None else "the VecNormalize"
@@ -181,7 +183,17 @@ class ExportedPolicy:
         obs = np.asarray(observation, dtype=np.float32)
         if self._scale is None:
             return obs
-        return np.clip((obs - self._mean) / self._scale, -self._clip, self._clip).astype(np.float32)
+        return self._normalize_into(obs, np.empty(obs.shape), np.empty(obs.shape, dtype=np.float32))
+
+    def _normalize_into(self, obs: np.ndarray, scratch: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """VecNormalize's ``clip((obs - mean) / scale)`` in float64, then float32, in the given buffers
+        (the same operations as a fresh expression, so the same bits, without its page-faulting temporaries)."""
+        assert self._scale is not None
+        np.subtract(obs, self._mean, out=scratch)
+        np.divide(scratch, self._scale, out=scratch)
+        np.clip(scratch, -self._clip, self._clip, out=scratch)
+        out[...] = scratch
+        return out
 
     def predict(
         self,
@@ -198,19 +210,26 @@ class ExportedPolicy:
         batch = obs.reshape(1, -1) if single else obs
         if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
             raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {obs.shape}")
-        # chunk by chunk: the float64 normalisation and the hidden layers of a 1M-account book stay small
-        chunks = [self._act(batch[start : start + _CHUNK]) for start in range(0, len(batch), _CHUNK)]
-        actions = np.concatenate(chunks) if chunks else self._act(batch)
+        # chunk by chunk, each in the same buffers: the float64 normalisation and the hidden layers of a
+        # 1M-account book stay small, and no chunk pays for fresh (page-faulting) temporaries
+        rows = min(len(batch), _CHUNK)
+        buffers = (np.empty((rows, batch.shape[1])), np.empty((rows, batch.shape[1]), dtype=np.float32))
+        chunks = [self._act(batch[start : start + _CHUNK], buffers) for start in range(0, len(batch), _CHUNK)]
+        actions = np.concatenate(chunks) if chunks else self._act(batch, buffers)
         return (actions[0] if single else actions), state
 
-    def _act(self, raw: np.ndarray) -> np.ndarray:
-        """Deterministic actions of one chunk of raw observations."""
+    def _act(self, raw: np.ndarray, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """Deterministic actions of one chunk of raw observations; ``buffers``: float64 and float32 scratch
+        of at least the chunk's shape."""
         import torch
 
+        obs = np.asarray(raw, dtype=np.float32)
+        if self._scale is not None:
+            obs = self._normalize_into(obs, buffers[0][: len(obs)], buffers[1][: len(obs)])
         with torch.inference_mode():
-            x = torch.from_numpy(self.normalize_obs(raw))
+            x = torch.from_numpy(obs)
             for weight, bias in self._layers[:-1]:
-                x = self._activation(torch.nn.functional.linear(x, weight, bias))
+                x = self._activation_(torch.nn.functional.linear(x, weight, bias))  # in place: the same bits
             out = torch.nn.functional.linear(x, *self._layers[-1])
             actions = torch.tanh(out).numpy() if self.continuous else out.argmax(dim=1).numpy()
         if self.continuous:

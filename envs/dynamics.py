@@ -17,6 +17,7 @@ import numpy as np
 
 from envs.accounting import expected_loss
 from envs.config import CHARGE_OFF_MONTHS, AccountingConfig
+from envs.kernels import balance_targets, behaviour_score_points, bounded_wanted, new_lines, payments
 from envs.params import SimParams
 from envs.population import SCORE_RANGE
 from envs.random_stream import MONTHLY_STRIDE, monthly_uniforms_at
@@ -70,14 +71,6 @@ def _same_for_all(value: float, n: int) -> np.ndarray:
     return out
 
 
-def _round_to_hundreds_(x: np.ndarray) -> np.ndarray:
-    """``np.round(x, -2)`` in place (numpy rounds to -2 decimals as rint(x / 100) * 100)."""
-    x /= 100.0
-    np.rint(x, out=x)
-    x *= 100.0
-    return x
-
-
 def step(
     state: PortfolioState,
     line_multiplier: np.ndarray,
@@ -104,23 +97,27 @@ def step(
     first = np.flatnonzero(s.months_on_book == 0) if new_accounts is None else new_accounts  # first month
 
     # 1. The lender's decision: a new line, in whole hundreds, inside the product's floor and maximum.
-    old_line = s.line
-    line = _round_to_hundreds_(old_line * line_multiplier)
-    np.clip(line, prod.min_line, prod.max_line, out=line)
-    unchanged = line == old_line
-    cut = line < old_line
-    cut[first] = False  # a cut before the first month is a lower starting line, not one lived through
-    s.line = line
     # The borrower adjusts to a raise, fast and slowly (Aydin 2022); a cut is not adjusted to: the borrower
     # still wants the balance and the new line caps it (DOMAIN: CFPB, utilisation above 90% after a cut).
-    up = line - s.adapted_line
-    _clip_below_(up, 0.0)
-    up *= beh.line_adapt_rate
-    s.adapted_line += up
-    np.subtract(line, s.slow_adapted_line, out=up)
-    _clip_below_(up, 0.0)
-    up *= beh.slow_line_adapt_rate
-    s.slow_adapted_line += up
+    # (one compiled pass: envs.kernels.new_lines)
+    old_line = s.line
+    multiplier = np.broadcast_to(np.asarray(line_multiplier, dtype=np.float64), (n,))
+    line, unchanged, cut = np.empty(n), np.empty(n, dtype=bool), np.empty(n, dtype=bool)
+    new_lines(
+        old_line,
+        multiplier,
+        float(prod.min_line),
+        float(prod.max_line),
+        line,
+        unchanged,
+        cut,
+        s.adapted_line,
+        s.slow_adapted_line,
+        float(beh.line_adapt_rate),
+        float(beh.slow_line_adapt_rate),
+    )
+    cut[first] = False  # a cut before the first month is a lower starting line, not one lived through
+    s.line = line
 
     # 2. Jobs are lost and found; stress raises losses and slows re-employment.
     mac = cfg.macro
@@ -185,47 +182,47 @@ def step(
     # a share of any change in the line they have adapted to, as large as the borrower is credit-constrained
     # (DOMAIN: Gross & Souleles 2002; Agarwal et al. 2018; Aydin 2022 for the gradual build-up), up to
     # their need for credit: no one borrows past it (need_headroom caps the extra).
-    # (the fast and the slow part of the adapted line, weighted by slow_response_share)
-    target = s.adapted_line * (1.0 - beh.slow_response_share)
-    target += beh.slow_response_share * s.slow_adapted_line
-    target -= s.origination_line
-    target *= s.line_response
-    np.minimum(target, s.need_headroom, out=target)
-    target += s.target_balance
+    # (the fast and the slow part of the adapted line, weighted by slow_response_share; a uniform noise on
+    # +-balance_noise x line; the balance moving toward the target by balance_adjust_rate: one compiled
+    # pass, envs.kernels.balance_targets, in numpy's order of operations)
+    target, noise, wanted = np.empty(n), np.empty(n), np.empty(n)
+    balance_targets(
+        s.adapted_line,
+        s.slow_adapted_line,
+        s.origination_line,
+        s.line_response,
+        s.need_headroom,
+        s.target_balance,
+        u[2],
+        line,
+        balance,
+        1.0 - beh.slow_response_share,
+        float(beh.slow_response_share),
+        np.float32(2 * beh.balance_noise),
+        np.float32(beh.balance_noise),
+        float(beh.balance_adjust_rate),
+        target,
+        noise,
+        wanted,
+    )
     # The distressed borrow toward the line, as far as their distress goes (DOMAIN: Qi 2009, drawdown
-    # before default).
+    # before default). (Their wanted balance above is replaced below: only the overrides read this target.)
     gap = line[troubled] - target[troubled]
     target[troubled] += np.maximum(gap, 0.0) * np.minimum(dflt.distress_draw * distress, 1.0)
-    noise = u[2] * (2 * beh.balance_noise)  # uniform on +-balance_noise x line
-    noise -= beh.balance_noise
-    noise = noise * line  # [CNY], float64 from here on
-    wanted = target - balance
-    wanted *= beh.balance_adjust_rate
-    wanted += balance
-    wanted += noise
     wanted[first] = target[first] + noise[first]  # new accounts draw their target at once
     # So do the distressed (they need the money now). No prepayment by the distressed, nor of a balance
     # above a cut line: they pay what is due and no more (DOMAIN: CFPB, balances stay near the new line),
     # so a cut caps exposure and does not buy repayment.
     wanted[troubled] = np.maximum(target[troubled] + noise[troubled], floor[troubled])
-    # The floor where the balance is above the line, 0 elsewhere (floor >= 0; the clip at 0 below makes a
-    # 0 bound a no-op): one multiply instead of np.maximum(..., where=mask), slow on random cuts' masks.
-    lower = np.greater(balance, line)
-    lower = np.multiply(floor, lower, out=noise)  # (noise is not needed again)
-    np.maximum(wanted, lower, out=wanted)
-    upper = np.maximum(line, floor, out=lower)  # no drawing past the line
-    np.minimum(wanted, upper, out=wanted)
-    _clip_below_(wanted, 0.0)
+    # At least the floor where the balance is above the line, no drawing past the line, never below 0.
+    bounded_wanted(wanted, balance, line, floor)
     # Accounts being closed draw nothing and run their balance off (at least what is due, and the
     # adjustment rate of the rest), exposed to default until it is paid. (Only borrowers who can do without
     # the credit decide to close: not the distressed, nor those using the whole line, step 8.)
     closing = np.flatnonzero(s.closing)
     wanted[closing] = np.minimum(floor[closing], balance[closing] * (1 - beh.balance_adjust_rate))
-    drawn = wanted - floor
-    _clip_below_(drawn, 0.0)
-    statement = balance + interest  # owed before any payment (fees added below)
-    repaid = statement + drawn
-    repaid -= wanted
+    drawn, statement, repaid = np.empty(n), np.empty(n), np.empty(n)
+    payments(wanted, floor, balance, interest, drawn, statement, repaid)  # statement: owed before any payment
     new_balance = wanted  # for paying accounts; set directly so that a paid-off balance is exactly 0
     drawn[missed] = 0.0
     repaid[missed] = 0.0
@@ -370,30 +367,34 @@ def _behaviour_score(s: PortfolioState, balance: np.ndarray, acc: AccountingConf
     missed payments and months on book (DOMAIN: Alfonso-Sanchez et al. 2024 for the coefficients' signs
     and sizes). Updates ``s.utilisation_average`` in place; returns a new float32 array."""
     # Utilisation of the line granted at origination, as in the miss hazard: the lender's own line changes
-    # do not move the score (a raise does not make anyone safer); clipped at a full line.
+    # do not move the score (a raise does not make anyone safer); clipped at a full line. One compiled pass
+    # (envs.kernels.behaviour_score_points) in float32, in this order: utilisation x its points, plus its
+    # rise above the average x points, the mean payment ratio, the remembered misses and the months on book
+    # (before this month's increment) x their points, on the origination score, less the centre.
     points = -SCORE_POINTS_PER_LOGIT  # score points per unit of the scorecard logit (down is riskier)
-    util = np.empty(len(s), dtype=np.float32)
-    np.divide(balance, s.origination_line, out=util, casting="unsafe")
-    np.clip(util, 0.0, 1.0, out=util)
-    trend = util - s.utilisation_average
-    scratch = np.multiply(trend, np.float32(acc.score_trend_memory))
-    s.utilisation_average += scratch
-    score = util  # util is not needed again: the score is built in its place, in points
-    score *= np.float32(points * acc.score_utilisation_effect)
-    trend *= np.float32(points * acc.score_trend_effect)
-    score += trend
-    np.sum(s.payment_ratios, axis=0, out=scratch)
-    scratch *= np.float32(points * acc.score_payment_effect / len(s.payment_ratios))
-    score += scratch
-    np.multiply(s.missed_payments, np.float32(points * acc.score_history_effect), out=scratch)
-    score += scratch
-    # (months on book before this month's increment; multiplied in float32, not via a float64 cast)
-    np.multiply(s.months_on_book, np.float32(points * acc.score_tenure_effect), out=scratch, dtype=np.float32)
-    score += scratch
     centre = acc.score_utilisation_effect * _SCORE_CENTRE_UTILISATION + acc.score_payment_effect * _SCORE_CENTRE_PAYMENT
-    score += s.origination_score
-    score -= np.float32(points * centre)
-    return np.clip(score, SCORE_RANGE[0], SCORE_RANGE[1], out=score)
+    score = np.empty(len(s), dtype=np.float32)
+    f32 = np.float32
+    behaviour_score_points(
+        balance,
+        s.origination_line,
+        s.utilisation_average,
+        s.payment_ratios,
+        s.missed_payments,
+        s.months_on_book,
+        s.origination_score,
+        f32(acc.score_trend_memory),
+        f32(points * acc.score_utilisation_effect),
+        f32(points * acc.score_trend_effect),
+        f32(points * acc.score_payment_effect / len(s.payment_ratios)),
+        f32(points * acc.score_history_effect),
+        f32(points * acc.score_tenure_effect),
+        f32(points * centre),
+        f32(SCORE_RANGE[0]),
+        f32(SCORE_RANGE[1]),
+        score,
+    )
+    return score
 
 
 def miss_probability(s: PortfolioState, p: SimParams, stress: bool) -> np.ndarray:

@@ -11,9 +11,9 @@ in (0, 1) at origination, float32 uniforms in [0, 1) (the top 23 bits of each ha
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
+
+from envs.kernels import monthly_bits
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MUL1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -98,7 +98,7 @@ def uniforms(keys: np.ndarray, counter: np.ndarray | int, stream: np.uint64, cou
     return out[:count]
 
 
-MONTHLY_DRAWS = 4  # uniforms per account-month (envs.dynamics)
+MONTHLY_DRAWS = 4  # uniforms per account-month (envs.dynamics); envs.kernels.monthly_bits draws these four
 _MONTHLY_WORDS = (MONTHLY_DRAWS + 1) // 2
 MONTHLY_STRIDE = _times_golden(_MONTHLY_WORDS * _STREAMS)  # a month further along an account's stream
 
@@ -130,21 +130,11 @@ def monthly_uniforms_at(position: np.ndarray) -> np.ndarray:
     probability p happens with probability p to within 1.2e-7). Half the memory traffic of float64 at
     100k accounts. The halves are assigned to draws as in :func:`uniforms`.
     """
-    words, n = _MONTHLY_WORDS, len(position)
-    x = np.empty((words, n), dtype=np.uint64)
-    x[0] = position
-    for j in range(1, words):
-        np.add(position, _times_golden(j * _STREAMS), out=x[j])
-    _mix64_(x)
-    halves = x.view(np.uint32)  # (words, 2 x accounts): each word's two halves side by side
-    halves >>= 9
-    halves |= 0x3F800000  # exponent of 1.0f: a float32 in [1, 2)
-    floats = halves.view(np.float32).reshape(words, n, 2)
-    high, low = (1, 0) if sys.byteorder == "little" else (0, 1)
-    out = np.empty((2 * words, n), dtype=np.float32)
-    np.subtract(floats[:, :, high], 1.0, out=out[:words])
-    np.subtract(floats[:, :, low], 1.0, out=out[words:])
-    return out[:MONTHLY_DRAWS]
+    bits = np.empty((MONTHLY_DRAWS, len(position)), dtype=np.uint32)
+    monthly_bits(position, _times_golden(_STREAMS), bits)  # one compiled pass: the same bits as numpy's
+    out = bits.view(np.float32)  # in [1, 2)
+    out -= 1.0
+    return out
 
 
 def origination_uniforms(keys: np.ndarray, count: int) -> np.ndarray:
