@@ -248,7 +248,7 @@ def _measure(
 
 def population_rollout(
     weights: Sequence[np.ndarray],
-    config: Config,
+    config: Config | str,
     accounts: int,
     seed: int,
     months: int | None = None,
