@@ -6,10 +6,10 @@ and maximum bound the line itself), and takes the line step that brings the line
 within half a step (as the best static policy approaches its one target). Zero weights hold every line.
 Besides linear terms the features hold a few hinges and flags on the signals that precede default (score
 bins, a full line, minimum payments, delinquency x utilisation), and ``log(line / origination line)``, with
-which the target can follow today's line rather than the origination line. A target, unlike a score read as "raise now", does not compound month after
-month, so small weight changes make small policy changes, which is what an evolution strategy needs. The
-features are fixed transforms of the observation (no fitted statistics), so a policy is its weights,
-saved as JSON.
+which the target can follow today's line rather than the origination line. A target, unlike a score read
+as "raise now", does not compound month after month, so small weight changes make small policy changes,
+which is what an evolution strategy needs. The features are fixed transforms of the observation (no fitted
+statistics), so a policy is its weights, saved as JSON.
 
 Training (:func:`train_policy_search`), with the ``cma`` package (Hansen's CMA-ES, the reference
 implementation) as the optimiser:
