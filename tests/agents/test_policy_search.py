@@ -15,10 +15,12 @@ from agents.policy_search import (
     LinearScorePolicy,
     PolicySearchConfig,
     feasibility_first,
+    features,
     population_rollout,
     train_policy_search,
 )
 from envs.actions import LIMIT_MULTIPLIERS
+from envs.config import load_config
 
 TINY = PolicySearchConfig(
     generations=2,
@@ -51,6 +53,8 @@ def test_the_line_moves_toward_its_target_and_holds_there():
     obs = np.zeros((1, 17), dtype=np.float32)
     obs[:, 0] = obs[:, 1] = 10_000.0  # line at the origination line
     obs[:, 9], obs[:, 10] = 600.0, 0.12  # score and APR features 0
+    obs[:, 6:9] = 0.5  # payment ratios: neither a minimum payer nor a transactor
+    obs[:, 15] = 12.0  # months since the line changed: line_unchanged is 1
     weights = np.zeros(len(FEATURES))
     weights[0] = np.log(1.8)  # target 1.8 x the origination line: x1.5, then x1.25 (1.875), then hold
     policy, steps = LinearScorePolicy(weights), []
@@ -61,9 +65,62 @@ def test_the_line_moves_toward_its_target_and_holds_there():
     assert steps == [1.5, 1.25, 1.0, 1.0]
     # Back to a target of 1 x from 1.875 x: x0.5 lands closest (0.94 x).
     assert np.all(LinearScorePolicy(np.zeros(len(FEATURES))).predict(obs)[0] == LIMIT_MULTIPLIERS.index(0.5))
-    weights[0] = np.log(10.0)  # beyond the range: the target is 3 x, reached by x1.5 (2.81 x) then hold
+    weights[0] = np.log(10.0)  # beyond the range: the target is 5 x, and 1.875 x is more than a step short
     assert int(LinearScorePolicy(weights).predict(obs)[0][0]) == LIMIT_MULTIPLIERS.index(1.5)
-    assert TARGET_RANGE[1] == pytest.approx(np.log(3.0))
+    np.testing.assert_allclose(TARGET_RANGE, np.log([0.02, 5.0]))
+
+
+def test_the_current_multiple_makes_a_target_relative_to_todays_line():
+    # With weight 1 on log(line / origination line) and the bias at log(0.5), the target is half of today's
+    # line whatever the line: every month a cut by 0.5, from any starting point.
+    weights = np.zeros(len(FEATURES))
+    weights[list(FEATURES).index("current_multiple")] = 1.0
+    weights[0] = np.log(0.5)
+    obs = np.zeros((3, 17), dtype=np.float32)
+    obs[:, 1] = 10_000.0
+    obs[:, 0] = [3_000.0, 10_000.0, 25_000.0]
+    obs[:, 9], obs[:, 10] = 600.0, 0.12
+    actions = LinearScorePolicy(weights).predict(obs)[0]
+    assert list(actions) == [LIMIT_MULTIPLIERS.index(0.5)] * 3
+
+
+def test_risk_flags_read_the_observation_they_name():
+    col = {name: i for i, name in enumerate(FEATURES)}
+    obs = np.zeros((2, 17), dtype=np.float32)
+    obs[:, 0] = obs[:, 1] = 10_000.0
+    obs[:, 2] = [9_600.0, 1_000.0]  # balance
+    obs[:, 3] = [0.96, 0.1]  # utilisation
+    obs[:, 4] = [2.0, 0.0]  # months past due
+    obs[:, 6:9] = [[0.05, 0.3, 1.0], [1.0, 1.0, 1.0]]  # payment ratios
+    obs[:, 9] = [500.0, 760.0]  # behaviour score
+    f = features(obs)
+    np.testing.assert_array_equal(f[:, col["full_utilisation"]], [1.0, 0.0])
+    np.testing.assert_array_equal(f[:, col["delinquent"]], [1.0, 0.0])
+    np.testing.assert_array_equal(f[:, col["minimum_payer"]], [1.0, 0.0])
+    np.testing.assert_array_equal(f[:, col["full_payer"]], [0.0, 1.0])
+    np.testing.assert_allclose(f[:, col["score_below_550"]], [0.5, 0.0])
+    np.testing.assert_allclose(f[:, col["score_above_700"]], [0.0, 0.6])
+    np.testing.assert_allclose(f[:, col["drawn_of_origination"]], [0.96, 0.1])
+
+
+def test_measure_is_the_evaluators_summary():
+    policies = {"a": LinearScorePolicy(_weights(4)), "b": LinearScorePolicy(_weights(5))}
+    config = load_config("wechat").model_copy()
+    config = config.model_copy(update={"env": config.env.model_copy(update={"horizon": 12})})
+    measured = ps._measure(policies, config, 200, [71, 72])
+    summary = evaluate(policies, config, 200, [71, 72], progress=False, reference=None).summary.set_index("policy")
+    np.testing.assert_allclose(measured["per_user_revenue"], summary.loc[["a", "b"], "per_user_revenue"], rtol=1e-9)
+    np.testing.assert_allclose(measured["m3plus_rate"], summary.loc[["a", "b"], "m3plus_rate"], rtol=1e-9)
+
+
+def test_the_search_starts_at_the_best_flat_target_on_the_training_seeds():
+    # The start is the bias alone, at one of START_TARGETS, and it is the feasible one with the most revenue
+    # by the same batched measure.
+    start, name = ps.static_start(load_config("wechat"), [73], 150, limit=1.0)
+    assert np.count_nonzero(start[1:]) == 0 and np.isclose(np.exp(start[0]), ps.START_TARGETS).any()
+    grid = [np.eye(len(FEATURES))[0] * np.log(x) for x in ps.START_TARGETS]
+    revenue, _ = population_rollout(grid, "wechat", 150, 73)
+    assert start[0] == pytest.approx(grid[int(np.argmax(revenue))][0]) and name.startswith("initial (static x")
 
 
 def test_save_and_load_round_trip_as_json(tmp_path):
@@ -80,7 +137,7 @@ def test_save_and_load_round_trip_as_json(tmp_path):
     path.write_text("{}")
     with pytest.raises(ValueError, match="not a"):
         LinearScorePolicy.load(path)
-    with pytest.raises(ValueError, match="15 finite"):
+    with pytest.raises(ValueError, match=f"{len(FEATURES)} finite"):
         LinearScorePolicy([1.0, 2.0])
 
 
@@ -90,18 +147,22 @@ def test_feasibility_first_ranks_every_feasible_candidate_above_the_rest():
 
 
 def test_training_and_selection_use_only_their_own_seeds(monkeypatch):
-    used = {"rollout": set(), "evaluate": set()}
+    used: dict[str, set[int]] = {"rollout": set(), "evaluate": set()}
     rollout, measure = ps.population_rollout, ps._measure
+    selecting = [False]  # model selection runs the batched rollout too: its seeds are counted apart
 
     def spy_rollout(weights, config, accounts, seed, months=None):
-        used["rollout"].add(seed)
+        if not selecting[0]:
+            used["rollout"].add(seed)
         return rollout(weights, config, accounts, seed, 6)
 
     def spy_measure(policies, config, accounts, seeds):
         used["evaluate"].update(seeds)
-        return measure(
-            policies, config.model_copy(update={"env": config.env.model_copy(update={"horizon": 6})}), accounts, seeds
-        )
+        selecting[0] = True
+        try:
+            return measure(policies, config, accounts, seeds)
+        finally:
+            selecting[0] = False
 
     monkeypatch.setattr(ps, "population_rollout", spy_rollout)
     monkeypatch.setattr(ps, "_measure", spy_measure)
