@@ -46,13 +46,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from tqdm.auto import tqdm
 
 from agents.atomic_io import write_json
-from agents.cohort import RUN_OFF_MONTHS, CohortRun, cohort_metrics
-from agents.evaluation import check_disjoint, portfolio_seed
+from agents.cohort import RUN_OFF_MONTHS
+from agents.evaluation import check_disjoint
 from agents.policies import _Baseline, obs_index
-from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS, discrete_to_multiplier
+from agents.population import population_metrics
+from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
 from envs.config import CONFIG_DIR, Config, ConfigError, read_yaml, resolve_config
-from envs.observation import observation_space, observe
-from envs.simulator import Simulator
 
 FORMAT = "creditline-rl/linear-target-policy/v2"
 POLICY_SEARCH_CONFIG = CONFIG_DIR / "agents" / "policy_search.yaml"
@@ -261,51 +260,12 @@ def population_rollout(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-user revenue and whole-life M3+ rate of each weight vector on seed ``seed``, all in one simulator.
 
-    Candidate c acts on block c of ``len(weights) x accounts`` slots; every block holds the same accounts
-    (the account keys of the evaluator's seed ``seed``) and the simulator has one macro path
-    (``macro.seed = seed``), so each block is exactly the evaluator's run of that candidate on that seed
-    (actions never feed the random streams), stepped together: one batched simulation per seed instead of
-    one per candidate. It follows :func:`agents.cohort.run_cohort` month for month (the window under the
-    policy, ended accounts replaced except in its last month, then the cohort's run-off with lines frozen)
-    and books the months with the evaluator's own :class:`agents.cohort.CohortRun`, one group per block,
-    so the metrics are :func:`agents.cohort.cohort_metrics`'s (a test checks both against ``evaluate``).
+    Candidate c acts on block c of one batched simulator holding the evaluator's accounts of seed ``seed``
+    in every block (:func:`agents.population.population_metrics`): the evaluator's run of each candidate,
+    stepped together (a test checks both against ``evaluate``).
     """
-    config = resolve_config(config, {"macro.seed": int(seed)})
-    months = config.env.horizon if months is None else months
-    p, n = len(weights), accounts * len(weights)
-    sim = Simulator(config, n)
-    sim.seed_accounts(np.arange(n), np.tile(portfolio_seed(seed) + np.arange(accounts, dtype=np.uint64), p))
-    sim.restart_calendar()
-    space = observation_space(config)
-    block_weights = np.repeat(np.asarray(weights, dtype=np.float64), accounts, axis=0)  # (n, features)
-    groups = np.repeat(np.eye(p), accounts, axis=0)  # (n, p): slot -> its candidate's block
-    run = CohortRun.empty(months + run_off_months, months, groups, np.zeros(0))
-    run.sums = {name: np.zeros((months + run_off_months, p)) for name in run.sums}  # one column per block
-    alive = np.ones(n, dtype=bool)  # the slot still holds its first (cohort) account
-    for t in range(months):
-        obs = observe(sim.state, sim.stress, space).T
-        action = actions_toward(obs, np.einsum("ij,ij->i", features(obs), block_weights))
-        stress = sim.stress
-        result = sim.step(discrete_to_multiplier(action))
-        s = sim.state
-        last = t == months - 1  # as the evaluator: the horizon is no end, and nothing is replaced
-        ended = result.terminated if last else result.terminated | result.truncated
-        run.record(t, groups, alive, result.revenue, result.components, s.months_past_due, s.balance, s.line,
-                   ended, stress)  # fmt: skip
-        alive &= ~ended
-        if not last:
-            sim.renew(np.flatnonzero(ended))
-    running, t, hold = alive, months, np.ones(n)
-    sim.start_run_off(np.flatnonzero(running))
-    while t < months + run_off_months and running.any():
-        stress = sim.stress
-        result = sim.step(hold)
-        s = sim.state
-        run.record(t, groups, running, result.revenue, result.components, s.months_past_due, s.balance, s.line,
-                   result.terminated, stress)  # fmt: skip
-        running &= ~result.terminated
-        t += 1
-    metrics = cohort_metrics(run.ended(t, running, groups))
+    policies = [LinearScorePolicy(w) for w in weights]
+    metrics = population_metrics(policies, config, accounts, seed, months, run_off_months)
     return metrics["per_user_revenue"], metrics["m3plus_rate"]
 
 
