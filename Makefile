@@ -40,7 +40,7 @@ benchmark: setup
 	$(PY) scripts/benchmark.py
 
 headline: setup
-	$(PY) scripts/headline.py --accounts 2000 --tune-seeds 6 --trials 20 --ps-generations 20 --ppo-seeds 5 --ppo-timesteps 500000  # a budget that fits ~20 min on 2 cores; the script's defaults are larger
+	$(PY) scripts/headline.py --accounts 2000 --tune-seeds 6 --trials 240 --ps-generations 10 --ppo-seeds 5 --ppo-timesteps 500000  # equal budgets: 240 rule, oracle and risk-policy trials, 10 x 24 policy-search candidates; the script's defaults are larger
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
