@@ -16,6 +16,7 @@ from agents.policies import obs_index
 from agents.risk_policy import (
     CATEGORICAL,
     CONTINUOUS,
+    SEARCH_ROUNDS,
     RiskModel,
     RiskParams,
     RiskPolicy,
@@ -138,10 +139,11 @@ def test_local_search_starts_at_the_defaults_and_moves_around_the_best():
         moved = perturb_risk_params(RiskParams(), rng)
         changed = [k for k, v in dataclasses.asdict(moved).items() if v != dataclasses.asdict(RiskParams())[k]]
         assert len(changed) <= 3  # a redrawn entry may land on its old value
-    tuned = tune_risk_policy(constant_model(0.01), "wechat", [10], 100, n_trials=8, progress=False)
+    n = 2 * SEARCH_ROUNDS
+    tuned = tune_risk_policy(constant_model(0.01), "wechat", [10], 100, n_trials=n, progress=False)
     table = tuned.table
-    assert len(table) == 8 and table["trial"].tolist() == list(range(8))
-    assert sorted(set(table["round"])) == [0, 1, 2, 3]  # SEARCH_ROUNDS rounds of 2 trials
+    assert len(table) == n and table["trial"].tolist() == list(range(n))
+    assert table["round"].tolist() == [r for r in range(SEARCH_ROUNDS) for _ in range(2)]
     first = table.iloc[0][list(dataclasses.asdict(RiskParams()))]
     assert first.to_dict() == dataclasses.asdict(RiskParams())  # trial 0: the defaults
     assert table["chosen"].sum() == 1
