@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -15,6 +16,7 @@ from agents.policies import obs_index
 from agents.risk_policy import (
     CATEGORICAL,
     CONTINUOUS,
+    SEARCH_ROUNDS,
     RiskModel,
     RiskParams,
     RiskPolicy,
@@ -22,8 +24,10 @@ from agents.risk_policy import (
     fit_risk_model,
     fit_uptake_model,
     load_risk_policy_config,
+    perturb_risk_params,
     simulate_histories,
     train_risk_policy,
+    tune_risk_policy,
 )
 from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
 from envs.config import load_config
@@ -84,6 +88,68 @@ def test_rules_cut_risky_raise_safe_users_of_the_line_and_hold_otherwise():
     new = fresh_obs()
     start = RiskParams(start_line=0.5)
     assert (RiskPolicy(constant_model(0.1), start).predict(new)[0] == LIMIT_MULTIPLIERS.index(0.5)).all()
+
+
+def test_the_starting_line_is_set_by_risk_tier_and_need_once():
+    new = fresh_obs()
+    col = obs_index()
+    assert (new[:, col["months_on_book"]] == 0).all() and (new[:, col["months_since_line_change"]] == 0).all()
+    tiers = RiskParams(start_line=0.5, start_safe_risk=0.05, start_safe=1.25, start_uptake=0.6)
+    low, rest = LIMIT_MULTIPLIERS.index(0.5), LIMIT_MULTIPLIERS.index(1.25)
+    need, no_need = constant_model(0.7), constant_model(0.4)
+    assert (RiskPolicy(constant_model(0.01), tiers, uptake=need).predict(new)[0] == rest).all()  # raised at once
+    assert (RiskPolicy(constant_model(0.01), tiers, uptake=no_need).predict(new)[0] == low).all()
+    assert (RiskPolicy(constant_model(0.2), tiers, uptake=need).predict(new)[0] == low).all()
+    # A safe tier starting at the origination line keeps it, and is not cut to start_line later.
+    keep = RiskParams(start_line=0.5, start_safe_risk=0.05, start_safe=1.0, raise_risk=0.0)
+    assert (RiskPolicy(constant_model(0.01), keep).predict(new)[0] == HOLD_ACTION).all()
+    later = new.copy()
+    later[:, col["months_on_book"]] = later[:, col["months_since_line_change"]] = 3.0
+    assert (RiskPolicy(constant_model(0.01), keep).predict(later)[0] == HOLD_ACTION).all()
+    # ... and a start above the origination line happens at application only, never later
+    assert (RiskPolicy(constant_model(0.01), tiers, uptake=need).predict(later)[0] != rest).all()
+
+
+def test_a_used_raise_is_followed_by_a_bigger_one_a_month_on():
+    obs = fresh_obs()
+    col = obs_index()
+    obs[:, col["months_since_line_change"]], obs[:, col["months_on_book"]] = 1.0, 12.0
+    obs[:, col["months_past_due"]], obs[:, col["utilisation"]] = 0.0, 0.9
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    params = RiskParams(raise_risk=0.05, raise_wait=3, min_uptake=0.5, fast_uptake=0.8, fast_multiplier=1.5)
+    safe = constant_model(0.01)
+    fast = LIMIT_MULTIPLIERS.index(1.5)
+    assert (RiskPolicy(safe, params, uptake=constant_model(0.9)).predict(obs)[0] == fast).all()
+    # expected used but not by enough for the fast lane: waits raise_wait months
+    assert (RiskPolicy(safe, params, uptake=constant_model(0.7)).predict(obs)[0] == HOLD_ACTION).all()
+    waited = obs.copy()
+    waited[:, col["months_since_line_change"]] = 3.0
+    grow = LIMIT_MULTIPLIERS.index(params.raise_multiplier)
+    assert (RiskPolicy(safe, params, uptake=constant_model(0.7)).predict(waited)[0] == grow).all()
+    # the fast step respects the cap: x1.5 from 1.5x origination would pass a 2x cap
+    high = obs.copy()
+    high[:, col["line"]] *= 1.5
+    capped = dataclasses.replace(params, line_cap=2.0)
+    assert (RiskPolicy(safe, capped, uptake=constant_model(0.9)).predict(high)[0] == HOLD_ACTION).all()
+
+
+def test_local_search_starts_at_the_defaults_and_moves_around_the_best():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        moved = perturb_risk_params(RiskParams(), rng)
+        changed = [k for k, v in dataclasses.asdict(moved).items() if v != dataclasses.asdict(RiskParams())[k]]
+        assert len(changed) <= 3  # a redrawn entry may land on its old value
+    n = 2 * SEARCH_ROUNDS
+    tuned = tune_risk_policy(constant_model(0.01), "wechat", [10], 100, n_trials=n, progress=False)
+    table = tuned.table
+    assert len(table) == n and table["trial"].tolist() == list(range(n))
+    assert table["round"].tolist() == [r for r in range(SEARCH_ROUNDS) for _ in range(2)]
+    first = table.iloc[0][list(dataclasses.asdict(RiskParams()))]
+    assert first.to_dict() == dataclasses.asdict(RiskParams())  # trial 0: the defaults
+    assert table["chosen"].sum() == 1
+    chosen = table[table["chosen"]].iloc[0]
+    assert chosen["per_user_revenue"] == table[table["meets_cap"]]["per_user_revenue"].max()
+    assert dataclasses.asdict(tuned.params)["raise_risk"] == pytest.approx(chosen["raise_risk"])
 
 
 def test_a_jump_in_the_balance_is_cut_and_the_memory_forgets_new_accounts():
@@ -165,6 +231,12 @@ def test_bad_thresholds_are_named():
         RiskParams(start_line=1.1)
     with pytest.raises(ValueError, match="raise_wait"):
         RiskParams(raise_wait=0)
+    with pytest.raises(ValueError, match="fast_multiplier"):
+        RiskParams(fast_multiplier=0.9)
+    with pytest.raises(ValueError, match="start_safe must"):
+        RiskParams(start_safe=1.3)
+    with pytest.raises(ValueError, match="start_safe_risk"):
+        RiskParams(start_safe_risk=-0.1)
 
 
 def test_compare_refuses_a_risk_policy_with_load(tmp_path):
