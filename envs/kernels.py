@@ -399,3 +399,34 @@ def write_new_accounts(
         for lag in range(s_payment_ratios.shape[0]):
             s_payment_ratios[lag, i] = 1.0
         s_provision[i] = 0.0
+
+
+@_jit
+def stage1_logit(score: np.ndarray, slope: np.float32, shift: np.float32, out: np.ndarray) -> None:
+    """``score x slope - shift`` in float32 (envs.accounting.expected_loss before its exp)."""
+    for i in range(score.shape[0]):
+        x = score[i] * slope
+        x -= shift
+        out[i] = x
+
+
+@_jit
+def pd_lgd_exposure(
+    exp_logit: np.ndarray, lgd: np.float32, late: np.ndarray, late_pd_lgd: np.ndarray, months_past_due: np.ndarray,
+    line: np.ndarray, balance: np.ndarray, ccf: float, out: np.ndarray,
+) -> None:  # fmt: skip
+    """The rest of envs.accounting.expected_loss, numpy's order: ``pd_lgd = lgd / (exp_logit + 1)`` in
+    float32 (written into ``exp_logit``), replaced at ``late`` by ``late_pd_lgd[months_past_due]``; then
+    ``out = (max(line - balance, 0) x ccf + balance) x pd_lgd`` in float64."""
+    for i in range(exp_logit.shape[0]):
+        x = exp_logit[i] + np.float32(1.0)
+        exp_logit[i] = lgd / x
+    for j in range(late.shape[0]):
+        i = late[j]
+        exp_logit[i] = late_pd_lgd[months_past_due[i]]
+    for i in range(line.shape[0]):
+        e = _np_clip(line[i] - balance[i], 0.0, np.inf)
+        e *= ccf
+        e += balance[i]
+        e *= np.float64(exp_logit[i])
+        out[i] = e

@@ -219,3 +219,43 @@ def test_origination_kernel_writes_what_numpys_assignments_wrote():
             originate(got, idx, sim.params)
             for name in expected.field_names():
                 assert _same(getattr(got, name), getattr(expected, name)), (preset, name)
+
+
+def _expected_loss_numpy(p, months_past_due, score, balance, line, late):
+    """The numpy expected_loss the kernels replaced."""
+    acc = p.config.accounting
+    lgd = 1 - p.config.delinquency.recovery_rate
+    slope = acc.pd_stage1_slope / 100
+    pd_lgd = score * slope
+    pd_lgd -= acc.pd_stage1_intercept + slope * p.config.population.score_center
+    np.exp(pd_lgd, out=pd_lgd)
+    pd_lgd += 1.0
+    np.divide(lgd, pd_lgd, out=pd_lgd)
+    pd_lgd[late] = p.stage2_pd[months_past_due[late]] * lgd
+    exposure = line - balance
+    np.clip(exposure, 0.0, np.inf, out=exposure)
+    exposure *= acc.ccf
+    exposure += balance
+    exposure *= pd_lgd
+    return exposure
+
+
+def test_expected_loss_kernels_match_numpy_float32_pd_and_float64_exposure():
+    from envs.accounting import expected_loss
+    from envs.config import resolve_config
+    from envs.params import SimParams
+
+    p = SimParams.from_config(resolve_config("wechat", {}))
+    rng = np.random.default_rng(5)
+    n = 20_000
+    score = rng.uniform(300, 900, n).astype(np.float32)
+    score[:2] = [300.0, 900.0]
+    mpd = rng.integers(0, 7, n).astype(np.int8) * (rng.uniform(size=n) < 0.2)
+    line = np.round(rng.uniform(500, 50_000, n), -2)
+    balance = line * rng.uniform(0, 1.5, n)
+    balance[:3] = [0.0, line[1], np.nan]  # nothing drawn, exactly at the line, NaN
+    late = np.flatnonzero(mpd > 0)
+    expected = _expected_loss_numpy(p, mpd, score, balance, line, late)
+    assert _same(expected_loss(p, mpd, score, balance, line, late), expected)
+    assert _same(expected_loss(p, mpd, score, balance, line), expected)  # late found from months past due
+    assert _same(expected_loss(p, mpd, score, balance, line, mpd > 0), expected)  # late as a mask
