@@ -97,7 +97,9 @@ def hidden_traits(state: PortfolioState, p: SimParams, idx: np.ndarray | None = 
 def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     """Replace the accounts at ``idx`` by newly acquired ones; their seeds and episode counters must be set."""
     cfg, prod = p.config, p.config.product
-    rows = np.arange(len(state))[idx]  # the indices as numpy reads idx (a mask, negative indices, a list)
+    rows = np.asarray(idx)
+    if rows.dtype == bool or rows.ndim != 1 or (rows.size and rows.min() < 0):
+        rows = np.arange(len(state))[rows]  # a mask or negative indices: the indices numpy reads them as
     key = account_keys(state.seed[rows], state.episode[rows])
     age, city, thin, risk, income, need, revolver, target, constraint, score, line, apr, mode = draw_applicants(key, p)
     beh, dflt, att = cfg.behaviour, cfg.default, cfg.attrition
