@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from envs.kernels import pd_lgd_exposure, stage1_logit
 from envs.params import SimParams
 
 # Each month's reward is the sum of these, in CNY per account (signs: income positive, costs negative).
@@ -34,21 +35,31 @@ def expected_loss(
     take the configured PDs. A higher line raises the allowance before any of it is drawn.
     """
     acc = p.config.accounting
+    if score.dtype != np.float32:
+        raise TypeError(f"score must be float32 (the state's behaviour score), got {score.dtype}")
     lgd = 1 - p.config.delinquency.recovery_rate
-    # PD x LGD = LGD / (1 + exp(-logit)), logit = intercept + slope x (center - score) / 100, in place.
+    # PD x LGD = LGD / (1 + exp(-logit)), logit = intercept + slope x (center - score) / 100, in float32 (the
+    # score's precision); two compiled passes (envs.kernels) around numpy's exp, in numpy's order.
     slope = acc.pd_stage1_slope / 100
-    pd_lgd = score * slope
-    pd_lgd -= acc.pd_stage1_intercept + slope * p.config.population.score_center
+    pd_lgd = np.empty(len(score), dtype=np.float32)
+    stage1_logit(
+        score, np.float32(slope), np.float32(acc.pd_stage1_intercept + slope * p.config.population.score_center), pd_lgd
+    )
     np.exp(pd_lgd, out=pd_lgd)
-    pd_lgd += 1.0
-    np.divide(lgd, pd_lgd, out=pd_lgd)
     if late is None:  # indices of the delinquent accounts, if the caller does not have them already
         late = np.flatnonzero(months_past_due > 0)
-    # a few percent: overwrite on the subset, not with np.where
-    pd_lgd[late] = p.stage2_pd[months_past_due[late]] * lgd
-    exposure = line - balance
-    np.clip(exposure, 0.0, np.inf, out=exposure)  # max(undrawn, 0); clip is numpy's faster path
-    exposure *= acc.ccf
-    exposure += balance
-    exposure *= pd_lgd
+    late = np.flatnonzero(late) if late.dtype == bool else np.asarray(late, dtype=np.intp)  # (a mask: its indices)
+    # (the delinquent take their bucket's PD; EAD = max(undrawn, 0) x CCF + drawn)
+    exposure = np.empty(len(score))
+    pd_lgd_exposure(
+        pd_lgd,
+        np.float32(lgd),
+        late,
+        p.stage2_pd * lgd,
+        months_past_due,
+        line,
+        balance,
+        float(acc.ccf),
+        exposure,
+    )
     return exposure

@@ -332,3 +332,101 @@ def payments(
         r = st + d
         r -= wanted[i]
         repaid[i] = r
+
+
+@_jit
+def write_new_accounts(
+    idx: np.ndarray,
+    new: tuple,
+    state: tuple,
+    first_balloon: np.ndarray,
+    never_cut: int,
+) -> None:
+    """Origination's writes (envs.population.originate) in one pass over the new accounts ``idx``: the
+    values computed for them (``new``, one per account, in the order unpacked below) copied (cast to the
+    state's dtype, as numpy's assignment casts) into the state's arrays (``state``, in the order unpacked
+    below), the rest of a fresh account's state set to its starting value. ``shock_rate`` is the float32
+    sum of the float32 job-loss and onset rates, as originate added them."""
+    (key, stream, job_loss, target_balance, line_response, distress_onset, miss_logit_base, burden_per_cny,
+     miss_per_cny, attrition_logit_base, log_need, need_headroom, age, city, thin, mode, scheduled_share, apr,
+     monthly_rate, score, line) = new  # fmt: skip
+    (s_key, s_stream, s_unemployed, s_closing, s_job_loss_rate, s_target_balance, s_line_response,
+     s_adapted_line, s_slow_adapted_line, s_distress, s_distress_onset, s_shock_rate, s_miss_logit_base,
+     s_burden_per_cny, s_miss_per_cny, s_attrition_logit_base, s_log_need, s_need_headroom, s_age_band,
+     s_city_tier, s_thin_file, s_repayment_mode, s_scheduled_share, s_apr, s_monthly_rate, s_origination_score,
+     s_origination_line, s_line, s_balance, s_months_past_due, s_months_on_book, s_months_since_line_change,
+     s_months_since_cut, s_months_to_balloon, s_missed_payments, s_score, s_utilisation_average,
+     s_payment_ratios, s_provision) = state  # fmt: skip
+    for j in range(idx.shape[0]):
+        i = idx[j]
+        s_key[i] = key[j]
+        s_stream[i] = stream[j]
+        s_unemployed[i] = False
+        s_closing[i] = False
+        s_job_loss_rate[i] = job_loss[j]
+        s_target_balance[i] = target_balance[j]
+        s_line_response[i] = line_response[j]
+        s_adapted_line[i] = line[j]
+        s_slow_adapted_line[i] = line[j]
+        s_distress[i] = 0.0
+        s_distress_onset[i] = distress_onset[j]
+        s_shock_rate[i] = s_job_loss_rate[i] + s_distress_onset[i]
+        s_miss_logit_base[i] = miss_logit_base[j]
+        s_burden_per_cny[i] = burden_per_cny[j]
+        s_miss_per_cny[i] = miss_per_cny[j]
+        s_attrition_logit_base[i] = attrition_logit_base[j]
+        s_log_need[i] = log_need[j]
+        s_need_headroom[i] = need_headroom[j]
+        s_age_band[i] = age[j]
+        s_city_tier[i] = city[j]
+        s_thin_file[i] = thin[j]
+        s_repayment_mode[i] = mode[j]
+        s_scheduled_share[i] = scheduled_share[j]
+        s_apr[i] = apr[j]
+        s_monthly_rate[i] = monthly_rate[j]
+        s_origination_score[i] = score[j]
+        s_origination_line[i] = line[j]
+        s_line[i] = line[j]
+        s_balance[i] = 0.0
+        s_months_past_due[i] = 0
+        s_months_on_book[i] = 0
+        s_months_since_line_change[i] = 0
+        s_months_since_cut[i] = never_cut
+        s_months_to_balloon[i] = first_balloon[mode[j]]
+        s_missed_payments[i] = 0.0
+        s_score[i] = score[j]
+        s_utilisation_average[i] = 0.0
+        for lag in range(s_payment_ratios.shape[0]):
+            s_payment_ratios[lag, i] = 1.0
+        s_provision[i] = 0.0
+
+
+@_jit
+def stage1_logit(score: np.ndarray, slope: np.float32, shift: np.float32, out: np.ndarray) -> None:
+    """``score x slope - shift`` in float32 (envs.accounting.expected_loss before its exp)."""
+    for i in range(score.shape[0]):
+        x = score[i] * slope
+        x -= shift
+        out[i] = x
+
+
+@_jit
+def pd_lgd_exposure(
+    exp_logit: np.ndarray, lgd: np.float32, late: np.ndarray, late_pd_lgd: np.ndarray, months_past_due: np.ndarray,
+    line: np.ndarray, balance: np.ndarray, ccf: float, out: np.ndarray,
+) -> None:  # fmt: skip
+    """The rest of envs.accounting.expected_loss, numpy's order: ``pd_lgd = lgd / (exp_logit + 1)`` in
+    float32 (written into ``exp_logit``), replaced at ``late`` by ``late_pd_lgd[months_past_due]``; then
+    ``out = (max(line - balance, 0) x ccf + balance) x pd_lgd`` in float64."""
+    for i in range(exp_logit.shape[0]):
+        x = exp_logit[i] + np.float32(1.0)
+        exp_logit[i] = lgd / x
+    for j in range(late.shape[0]):
+        i = late[j]
+        exp_logit[i] = late_pd_lgd[months_past_due[i]]
+    for i in range(line.shape[0]):
+        e = _np_clip(line[i] - balance[i], 0.0, np.inf)
+        e *= ccf
+        e += balance[i]
+        e *= np.float64(exp_logit[i])
+        out[i] = e

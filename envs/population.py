@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from envs.kernels import write_new_accounts
 from envs.params import SimParams, draw_category
 from envs.random_stream import account_keys, monthly_position, origination_uniforms, standard_normals
 from envs.state import PortfolioState
@@ -96,62 +97,58 @@ def hidden_traits(state: PortfolioState, p: SimParams, idx: np.ndarray | None = 
 def originate(state: PortfolioState, idx: np.ndarray, p: SimParams) -> None:
     """Replace the accounts at ``idx`` by newly acquired ones; their seeds and episode counters must be set."""
     cfg, prod = p.config, p.config.product
-    key = account_keys(state.seed[idx], state.episode[idx])
+    rows = np.asarray(idx)
+    if rows.dtype == bool or rows.ndim != 1 or (rows.size and rows.min() < 0):
+        rows = np.arange(len(state))[rows]  # a mask or negative indices: the indices numpy reads them as
+    key = account_keys(state.seed[rows], state.episode[rows])
     age, city, thin, risk, income, need, revolver, target, constraint, score, line, apr, mode = draw_applicants(key, p)
     beh, dflt, att = cfg.behaviour, cfg.default, cfg.attrition
     scheduled_share = p.scheduled_share[mode]
     burden_per_cny = dflt.payment_burden_effect / income
     monthly_rate = apr / 12
 
-    state.key[idx] = key
-    state.stream[idx] = monthly_position(key, 0)
-    state.unemployed[idx] = False  # approved applicants are in work
-    state.closing[idx] = False
     segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin  # flat [age, city, thin]
     # Riskier borrowers hold less secure jobs (assumption: job_loss_risk_slope per sd of latent risk). The
     # segment's part of latent risk is in the segment's rate already; the factor exp(slope x z - slope^2 / 2)
     # of the individual part z ~ N(0, 1) averages 1, so job_loss_rate stays the segment's average rate.
     z = risk - p.age_risk[age] - p.city_risk[city] - cfg.population.thin_file_risk * thin
     slope = dflt.job_loss_risk_slope
-    job_loss = p.job_loss_rate.ravel()[segment] * np.exp(slope * z - 0.5 * slope**2)
-    state.job_loss_rate[idx] = np.minimum(job_loss, 1.0)
+    job_loss = np.minimum(p.job_loss_rate.ravel()[segment] * np.exp(slope * z - 0.5 * slope**2), 1.0)
     # Constant parts of the monthly hazards and balances (envs.dynamics), computed once per account.
-    state.target_balance[idx] = target * line
-    state.line_response[idx] = beh.max_line_response * constraint
-    state.adapted_line[idx] = line
-    state.slow_adapted_line[idx] = line
-    state.distress[idx] = 0.0  # approved applicants are not in distress
-    state.distress_onset[idx] = np.minimum(dflt.distress_onset_rate * np.exp(dflt.distress_risk_slope * risk), 1.0)
-    state.shock_rate[idx] = state.job_loss_rate[idx] + state.distress_onset[idx]  # (float32, as the step adds)
-    state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
-    state.burden_per_cny[idx] = burden_per_cny
     # Outside a balloon month what is due is (monthly rate + scheduled share) x balance, so utilisation
     # (of the original line) and payment burden both move the miss logit in proportion to the balance.
-    state.miss_per_cny[idx] = dflt.utilisation_effect / line + burden_per_cny * (monthly_rate + scheduled_share)
-    state.attrition_logit_base[idx] = p.attrition_logit + att.apr_effect * 100 * (apr - prod.market_apr)
-    state.log_need[idx] = np.log(need)
-    state.need_headroom[idx] = np.maximum(need - target * line, 0.0)
-    # segment and contract
-    state.age_band[idx] = age
-    state.city_tier[idx] = city
-    state.thin_file[idx] = thin
-    state.repayment_mode[idx] = mode
-    state.scheduled_share[idx] = scheduled_share
-    state.apr[idx] = apr
-    state.monthly_rate[idx] = monthly_rate
-    state.origination_score[idx] = score
-    state.origination_line[idx] = line
-    # the book
-    state.line[idx] = line
-    state.balance[idx] = 0.0  # the first month's draw happens in the first step
-    state.months_past_due[idx] = 0
-    state.months_on_book[idx] = 0
-    state.months_since_line_change[idx] = 0
-    state.months_since_cut[idx] = NEVER_CUT
-    state.months_to_balloon[idx] = p.first_balloon[mode]
-    state.missed_payments[idx] = 0.0
-    state.score[idx] = score
-    state.utilisation_average[idx] = 0.0
-    for lag in state.payment_ratios:  # one row at a time: a 2-D fancy assignment is several times slower
-        lag[idx] = 1.0
-    state.provision[idx] = 0.0  # the first month books the allowance on the new line
+    new = (
+        key,
+        monthly_position(key, 0),
+        job_loss,
+        target * line,  # target_balance
+        beh.max_line_response * constraint,  # line_response
+        np.minimum(dflt.distress_onset_rate * np.exp(dflt.distress_risk_slope * risk), 1.0),  # distress_onset
+        dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect,  # miss_logit_base
+        burden_per_cny,
+        dflt.utilisation_effect / line + burden_per_cny * (monthly_rate + scheduled_share),  # miss_per_cny
+        p.attrition_logit + att.apr_effect * 100 * (apr - prod.market_apr),  # attrition_logit_base
+        np.log(need),  # log_need
+        np.maximum(need - target * line, 0.0),  # need_headroom
+        age,
+        city,
+        thin,
+        mode,
+        scheduled_share,
+        apr,
+        monthly_rate,
+        score,
+        line,
+    )
+    s = state
+    # One compiled pass writes these and a fresh account's starting values (approved applicants are in
+    # work and not in distress; the first month's draw happens in the first step; the first month books
+    # the allowance on the new line): envs.kernels.write_new_accounts, in the order it unpacks.
+    book = (s.key, s.stream, s.unemployed, s.closing, s.job_loss_rate, s.target_balance, s.line_response,
+            s.adapted_line, s.slow_adapted_line, s.distress, s.distress_onset, s.shock_rate, s.miss_logit_base,
+            s.burden_per_cny, s.miss_per_cny, s.attrition_logit_base, s.log_need, s.need_headroom, s.age_band,
+            s.city_tier, s.thin_file, s.repayment_mode, s.scheduled_share, s.apr, s.monthly_rate,
+            s.origination_score, s.origination_line, s.line, s.balance, s.months_past_due, s.months_on_book,
+            s.months_since_line_change, s.months_since_cut, s.months_to_balloon, s.missed_payments, s.score,
+            s.utilisation_average, s.payment_ratios, s.provision)  # fmt: skip
+    write_new_accounts(rows, new, book, p.first_balloon, NEVER_CUT)

@@ -147,3 +147,115 @@ def test_balance_kernels_match_numpy_step_six():
     expected_drawn = np.clip(wanted - floor, 0.0, np.inf)
     assert _same(drawn, expected_drawn) and _same(statement, balance + interest)
     assert _same(repaid, balance + interest + expected_drawn - wanted)
+
+
+def _originate_numpy(state, idx, p):
+    """The numpy writes of envs.population.originate that the kernel replaced (one assignment a field)."""
+    from envs.population import NEVER_CUT, draw_applicants
+
+    cfg, prod = p.config, p.config.product
+    key = rs.account_keys(state.seed[idx], state.episode[idx])
+    age, city, thin, risk, income, need, revolver, target, constraint, score, line, apr, mode = draw_applicants(key, p)
+    beh, dflt, att = cfg.behaviour, cfg.default, cfg.attrition
+    scheduled_share = p.scheduled_share[mode]
+    burden_per_cny = dflt.payment_burden_effect / income
+    monthly_rate = apr / 12
+    state.key[idx] = key
+    state.stream[idx] = rs.monthly_position(key, 0)
+    state.unemployed[idx] = False
+    state.closing[idx] = False
+    segment = (age.astype(np.intp) * p.job_loss_rate.shape[1] + city) * 2 + thin
+    z = risk - p.age_risk[age] - p.city_risk[city] - cfg.population.thin_file_risk * thin
+    slope = dflt.job_loss_risk_slope
+    job_loss = p.job_loss_rate.ravel()[segment] * np.exp(slope * z - 0.5 * slope**2)
+    state.job_loss_rate[idx] = np.minimum(job_loss, 1.0)
+    state.target_balance[idx] = target * line
+    state.line_response[idx] = beh.max_line_response * constraint
+    state.adapted_line[idx] = line
+    state.slow_adapted_line[idx] = line
+    state.distress[idx] = 0.0
+    state.distress_onset[idx] = np.minimum(dflt.distress_onset_rate * np.exp(dflt.distress_risk_slope * risk), 1.0)
+    state.shock_rate[idx] = state.job_loss_rate[idx] + state.distress_onset[idx]
+    state.miss_logit_base[idx] = dflt.risk_intercept + dflt.risk_slope * risk - 0.5 * dflt.utilisation_effect
+    state.burden_per_cny[idx] = burden_per_cny
+    state.miss_per_cny[idx] = dflt.utilisation_effect / line + burden_per_cny * (monthly_rate + scheduled_share)
+    state.attrition_logit_base[idx] = p.attrition_logit + att.apr_effect * 100 * (apr - prod.market_apr)
+    state.log_need[idx] = np.log(need)
+    state.need_headroom[idx] = np.maximum(need - target * line, 0.0)
+    state.age_band[idx], state.city_tier[idx], state.thin_file[idx] = age, city, thin
+    state.repayment_mode[idx], state.scheduled_share[idx] = mode, scheduled_share
+    state.apr[idx], state.monthly_rate[idx] = apr, monthly_rate
+    state.origination_score[idx], state.origination_line[idx], state.line[idx] = score, line, line
+    state.balance[idx] = 0.0
+    state.months_past_due[idx] = 0
+    state.months_on_book[idx] = 0
+    state.months_since_line_change[idx] = 0
+    state.months_since_cut[idx] = NEVER_CUT
+    state.months_to_balloon[idx] = p.first_balloon[mode]
+    state.missed_payments[idx] = 0.0
+    state.score[idx] = score
+    state.utilisation_average[idx] = 0.0
+    state.payment_ratios[:, idx] = 1.0
+    state.provision[idx] = 0.0
+
+
+def test_origination_kernel_writes_what_numpys_assignments_wrote():
+    from envs.config import resolve_config
+    from envs.population import originate
+    from envs.simulator import Simulator
+
+    for preset in ("wechat", "jd"):  # jd has interest-first accounts (balloon months)
+        sim = Simulator(resolve_config(preset, {}), 400)
+        sim.seed_accounts(np.arange(400), np.arange(400, dtype=np.uint64) + 5)
+        rng = np.random.default_rng(3)
+        for _ in range(8):  # every field away from a new account's values
+            sim.step(rng.uniform(0.5, 1.5, 400))
+        sim.state.episode += 1
+        mask = rng.uniform(size=400) < 0.3
+        # a boolean mask, a list with negative indices and a repeat, an empty selection
+        for idx in (mask, [0, -1, 7, 7, -400 + 9], np.zeros(0, dtype=np.intp)):
+            expected, got = sim.state.copy(), sim.state.copy()
+            _originate_numpy(expected, idx, sim.params)
+            originate(got, idx, sim.params)
+            for name in expected.field_names():
+                assert _same(getattr(got, name), getattr(expected, name)), (preset, name)
+
+
+def _expected_loss_numpy(p, months_past_due, score, balance, line, late):
+    """The numpy expected_loss the kernels replaced."""
+    acc = p.config.accounting
+    lgd = 1 - p.config.delinquency.recovery_rate
+    slope = acc.pd_stage1_slope / 100
+    pd_lgd = score * slope
+    pd_lgd -= acc.pd_stage1_intercept + slope * p.config.population.score_center
+    np.exp(pd_lgd, out=pd_lgd)
+    pd_lgd += 1.0
+    np.divide(lgd, pd_lgd, out=pd_lgd)
+    pd_lgd[late] = p.stage2_pd[months_past_due[late]] * lgd
+    exposure = line - balance
+    np.clip(exposure, 0.0, np.inf, out=exposure)
+    exposure *= acc.ccf
+    exposure += balance
+    exposure *= pd_lgd
+    return exposure
+
+
+def test_expected_loss_kernels_match_numpy_float32_pd_and_float64_exposure():
+    from envs.accounting import expected_loss
+    from envs.config import resolve_config
+    from envs.params import SimParams
+
+    p = SimParams.from_config(resolve_config("wechat", {}))
+    rng = np.random.default_rng(5)
+    n = 20_000
+    score = rng.uniform(300, 900, n).astype(np.float32)
+    score[:2] = [300.0, 900.0]
+    mpd = rng.integers(0, 7, n).astype(np.int8) * (rng.uniform(size=n) < 0.2)
+    line = np.round(rng.uniform(500, 50_000, n), -2)
+    balance = line * rng.uniform(0, 1.5, n)
+    balance[:3] = [0.0, line[1], np.nan]  # nothing drawn, exactly at the line, NaN
+    late = np.flatnonzero(mpd > 0)
+    expected = _expected_loss_numpy(p, mpd, score, balance, line, late)
+    assert _same(expected_loss(p, mpd, score, balance, line, late), expected)
+    assert _same(expected_loss(p, mpd, score, balance, line), expected)  # late found from months past due
+    assert _same(expected_loss(p, mpd, score, balance, line, mpd > 0), expected)  # late as a mask
