@@ -162,9 +162,11 @@ def _observe_all(rows, line, origination_line, balance, months_past_due, months_
 
 @_jit
 def _np_clip(x: Any, low: Any, high: Any) -> Any:  # (float32 or float64: compiled for each)
-    """np.clip of one value as numpy computes it: NaN stays NaN; max(x, low), then min(., high)."""
-    t = x if (np.isnan(x) or x > low) else low
-    return t if (np.isnan(t) or t < high) else high
+    """np.clip of one value as numpy computes it (bounds not NaN): max(x, low), then min(., high); NaN stays
+    NaN because every comparison with it is false, and x equal to a bound (+0 and -0) gives the bound. No
+    isnan branch, so the two selects vectorise."""
+    t = low if x <= low else x
+    return high if t >= high else t
 
 
 @_jit

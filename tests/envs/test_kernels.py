@@ -46,6 +46,15 @@ def _observe_numpy(s, stress, space, idx=None):
     return rows
 
 
+def test_clip_of_one_value_is_numpys_clip_for_nan_infinities_and_bounds():
+    # the branch-free clip relies on every comparison with NaN being false: NaN must come out as NaN
+    x = np.array([np.nan, -np.inf, -2.5, 0.0, 0.25, 1.0, 1.5, np.inf], dtype=np.float32)
+    for low, high in ((0.0, 1.0), (-1.0, np.inf), (0.25, 0.25)):
+        lo, hi = np.float32(low), np.float32(high)
+        clipped = np.array([kernels._np_clip(v, lo, hi) for v in x], dtype=np.float32)
+        assert _same(clipped, np.clip(x, lo, hi)), (low, high, clipped)
+
+
 def test_observation_kernel_matches_numpy_rows_including_clipped_and_nan_entries():
     venv = envs.make_portfolio("wechat", 3000, seed=5)
     venv.reset()
