@@ -30,7 +30,11 @@ What a lender deploys, built from the observations alone (``envs.observation``; 
    within ``line_cap``, every ``raise_wait`` months, or a month after the last change by ``fast_multiplier``
    when the expected use is at least ``fast_uptake``; a raise the borrower took up in full within the month
    (at least ``used_raise_share`` of the added line, measured, not predicted) is followed by another of
-   ``used_raise_multiplier`` at once, whatever the need model says; otherwise hold. The drawdown and the
+   ``used_raise_multiplier`` at once, whatever the need model says; a current account that would hold
+   but uses less than ``tight_utilisation`` of its line has the line cut by the smallest step that brings
+   the balance to at least that share of the new line (a borrower using 90% of the line or more never
+   closes the account in the simulator, envs.dynamics step 8: such a cut costs no attrition); otherwise
+   hold. The drawdown and the
    use of a raise need last month's balance and line: ``predict`` keeps them in SB3's ``state``
    (``agents.risk_memory``). The thresholds are tuned on the *tuning* seeds under the
    cap with the rule's budget by a local search around the best so far (:func:`tune_risk_policy`, choosing
@@ -327,6 +331,13 @@ class RiskParams:
             raise used in full: wechat 464.0 -> 470.6, alipay 595.2 -> 601.1, jd 778.6 -> 785.4, douyin
             542.9 -> 545.7 CNY a user with risk2's chosen thresholds; x1.25 lost on all four).
         used_raise_multiplier: line step of such a raise, one of LIMIT_MULTIPLIERS above 1.
+        tight_utilisation: a current account (line changed before) the rules would hold, using less than
+            this share of its line, gets the smallest cut (x0.9, x0.75, x0.5) that brings its balance to at
+            least this share of the new line; None never. It rests on the simulator's assumption that a
+            borrower using at least envs.dynamics.FULL_LINE (90%) of the line never closes it (a cut
+            that leaves the balance there costs no attrition) and frees the undrawn line a distressed
+            borrower would draw. Default 0.9, found on the tuning seeds of every preset (jd 791.7 -> 910.6
+            CNY a user with the thresholds the search chose without it; 0.85 and 0.95 less on all four).
     """
 
     cut_risk: float = 0.3
@@ -347,6 +358,7 @@ class RiskParams:
     fast_multiplier: float = 1.5
     used_raise_share: float | None = 1.0
     used_raise_multiplier: float = 1.1
+    tight_utilisation: float | None = 0.9
 
     def __post_init__(self) -> None:
         numbers = ("cut_risk", "raise_risk", "line_floor", "min_utilisation", "cut_drawdown", "min_uptake")
@@ -376,6 +388,10 @@ class RiskParams:
         number = isinstance(used, (int, float)) and not isinstance(used, bool)
         if used is not None and not (number and 0.0 <= used <= 10.0):
             raise ValueError(f"used_raise_share must be a number in [0, 10] or None, got {used!r}")
+        tight = self.tight_utilisation
+        number = isinstance(tight, (int, float)) and not isinstance(tight, bool)
+        if tight is not None and not (number and 0.0 < tight <= 1.0):
+            raise ValueError(f"tight_utilisation must be a number in (0, 1] or None, got {tight!r}")
         if self.line_cap is not None and not (isinstance(self.line_cap, (int, float)) and self.line_cap >= 1.0):
             raise ValueError(f"line_cap must be a number >= 1 or None, got {self.line_cap!r}")
         starts = [m for m in LIMIT_MULTIPLIERS if m <= 1.0]
@@ -475,7 +491,11 @@ class RiskPolicy(_Baseline):
                 used &= line * p.used_raise_multiplier <= p.line_cap * origination * slack
             actions = np.where(used, self._used, actions)
         actions = np.where(cut, self._cut, actions)
-        return np.where(untouched, np.where(safe, self._start_safe, self._start), actions)
+        actions = np.where(untouched, np.where(safe, self._start_safe, self._start), actions)
+        if p.tight_utilisation is not None:
+            held = (actions == HOLD_ACTION) & ~never_changed & (obs[:, col["months_past_due"]] == 0)
+            actions = np.where(held, _tight_cut(obs[:, col["utilisation"]], p.tight_utilisation), actions)
+        return actions
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: the model's bins and coefficients and the thresholds (no code, no pickle)."""
@@ -488,13 +508,25 @@ class RiskPolicy(_Baseline):
             uptake = data.get("uptake")
             need = None if uptake is None else RiskModel.from_dict(uptake)
             # a policy saved before the memory's rule acts as it was tuned: without it
-            params = {"used_raise_share": None, **data["params"]}
+            params = {"used_raise_share": None, "tight_utilisation": None, **data["params"]}
             return cls(RiskModel.from_dict(data["model"]), RiskParams(**params), continuous, need)
         except (KeyError, TypeError) as exc:
             raise ValueError(f"not a saved risk policy: {exc}") from None
 
     def __repr__(self) -> str:
         return f"RiskPolicy({self.params})"
+
+
+def _tight_cut(utilisation: np.ndarray, share: float) -> np.ndarray:
+    """Per account: the action of the smallest cut that brings ``utilisation`` (balance / line) to at least
+    ``share`` of the new line, HOLD_ACTION where none is needed (at or above already) or none reaches it.
+    (The smallest: a balance above the new line must be paid down, and earns no more interest.)"""
+    out = np.full(len(utilisation), HOLD_ACTION)
+    below = utilisation < share
+    for step in sorted((m for m in LIMIT_MULTIPLIERS if m < 1.0), reverse=True):  # x0.9 first: first fit wins
+        fits = below & (out == HOLD_ACTION) & (utilisation >= share * step)
+        out[fits] = LIMIT_MULTIPLIERS.index(step)
+    return out
 
 
 # -- tuning and training ----------------------------------------------------------------------------------
@@ -517,6 +549,7 @@ RISK_SPACE: dict[str, tuple] = {
     "fast_uptake": (0.6, 0.7, 0.8, 0.9, 2.0),
     "fast_multiplier": tuple(m for m in LIMIT_MULTIPLIERS if m > 1.0),
     "used_raise_share": (0.5, 0.8, 1.0, 1.2, None),
+    "tight_utilisation": (0.8, 0.85, 0.9, 0.95, None),
 }
 _LOG_RANGES = ("cut_risk", "raise_risk")
 SEARCH_ROUNDS = 4  # local search: the trial budget in this many rounds, each around the best so far
