@@ -200,6 +200,27 @@ def test_a_raise_used_in_full_is_followed_by_another_at_once():
     assert (capped.predict(obs, state=before)[0] == HOLD_ACTION).all()
 
 
+def test_a_held_line_is_cut_by_the_smallest_step_that_brings_the_balance_to_90_percent_of_it():
+    obs = fresh_obs(7)
+    col = obs_index()
+    obs[:, col["months_on_book"]], obs[:, col["months_since_line_change"]] = 12.0, 6.0
+    obs[:, col["months_past_due"]] = 0.0
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    # x0.9 gives 0.85 / 0.9 = 0.94; x0.75: 0.7 / 0.75 = 0.93; x0.5: 0.5 / 0.5 = 1; none reaches 90% from 0.3;
+    # at 95% and 90% no cut is needed
+    obs[:, col["utilisation"]] = [0.85, 0.7, 0.5, 0.3, 0.95, 0.9, 0.85]
+    obs[6, col["months_past_due"]] = 1.0  # delinquent: no new rule for it
+    params = RiskParams(cut_risk=0.9, raise_risk=0.0, start_line=1.0, tight_utilisation=0.9)
+    index = LIMIT_MULTIPLIERS.index
+    expected = [index(0.9), index(0.75), index(0.5), HOLD_ACTION, HOLD_ACTION, HOLD_ACTION, HOLD_ACTION]
+    assert RiskPolicy(constant_model(0.1), params).predict(obs)[0].tolist() == expected
+    off = RiskPolicy(constant_model(0.1), dataclasses.replace(params, tight_utilisation=None))
+    assert (off.predict(obs)[0] == HOLD_ACTION).all()
+    # a line never changed gets its starting line first (here: kept), not a tight cut
+    obs[:, col["months_since_line_change"]] = 12.0
+    assert (RiskPolicy(constant_model(0.1), params).predict(obs)[0] == HOLD_ACTION).all()
+
+
 def test_labels_mark_a_miss_within_the_horizon_and_stop_at_the_end_of_an_account():
     # one slot: a miss in month 3; ended in month 1 in a second slot (then a new account misses in month 2)
     miss = np.array([[0, 0], [0, 0], [0, 1], [1, 0], [0, 0]], dtype=bool)
@@ -256,7 +277,9 @@ def test_save_and_load_round_trip_through_json():
         RiskPolicy.from_dict({"params": {}})
     saved_before_the_memory = policy.to_dict()
     del saved_before_the_memory["params"]["used_raise_share"]
-    assert RiskPolicy.from_dict(saved_before_the_memory).params.used_raise_share is None  # acts as it was tuned
+    del saved_before_the_memory["params"]["tight_utilisation"]
+    old = RiskPolicy.from_dict(saved_before_the_memory).params  # acts as it was tuned: without the new rules
+    assert old.used_raise_share is None and old.tight_utilisation is None
 
 
 def test_bad_thresholds_are_named():
@@ -276,6 +299,8 @@ def test_bad_thresholds_are_named():
         RiskParams(used_raise_share=-1.0)
     with pytest.raises(ValueError, match="used_raise_multiplier"):
         RiskParams(used_raise_multiplier=1.2)
+    with pytest.raises(ValueError, match="tight_utilisation"):
+        RiskParams(tight_utilisation=0.0)
 
 
 def test_compare_refuses_a_risk_policy_with_load(tmp_path):
