@@ -33,12 +33,11 @@ What a lender deploys, built from the observations alone (``envs.observation``; 
    ``used_raise_multiplier`` at once, whatever the need model says; a current account that would hold
    but uses less than ``tight_utilisation`` of its line has the line cut by the smallest step that brings
    the balance to at least that share of the new line (a borrower using 90% of the line or more never
-   closes the account in the simulator, envs.dynamics step 8: such a cut costs no attrition); otherwise
-   hold. The drawdown and the
-   use of a raise need last month's balance and line: ``predict`` keeps them in SB3's ``state``
-   (``agents.risk_memory``). The thresholds are tuned on the *tuning* seeds under the
-   cap with the rule's budget by a local search around the best so far (:func:`tune_risk_policy`, choosing
-   with ``agents.tuning.select_under_cap``).
+   closes the account in the simulator, an assumption of envs.dynamics step 8: such a cut costs no
+   attrition); otherwise hold. The drawdown and the use of a raise need last month's balance and line:
+   ``predict`` keeps them in SB3's ``state`` (``agents.risk_memory``). The thresholds are tuned on the
+   *tuning* seeds under the cap with the rule's budget by a local search around the best so far
+   (:func:`tune_risk_policy`, choosing with ``agents.tuning.select_under_cap``).
 """
 
 from __future__ import annotations
