@@ -162,10 +162,63 @@ def test_a_jump_in_the_balance_is_cut_and_the_memory_forgets_new_accounts():
     earlier = obs[:, col["balance"]] - 0.5 * obs[:, col["line"]]  # half the line drawn since last month
     actions, state = policy.predict(obs, state=earlier, episode_start=np.zeros(len(obs), bool))
     assert (actions == cut).all()
-    np.testing.assert_array_equal(state, obs[:, col["balance"]])  # the memory for the next month
+    np.testing.assert_array_equal(state[:, 0], obs[:, col["balance"]])  # the memory for the next month
+    np.testing.assert_array_equal(state[:, 1], obs[:, col["line"]])
+    # (above, the memory kept before the line was: balances only) the memory of balance and line, the same
+    both = np.stack([earlier, obs[:, col["line"]]], axis=1)
+    assert (policy.predict(obs, state=both, episode_start=np.zeros(len(obs), bool))[0] == cut).all()
     # the same accounts seen for the first time (no state, or marked new): no drawdown, no cut
     assert (policy.predict(obs)[0] == HOLD_ACTION).all()
     assert (policy.predict(obs, state=earlier, episode_start=np.ones(len(obs), bool))[0] == HOLD_ACTION).all()
+
+
+def test_a_raise_used_in_full_is_followed_by_another_at_once():
+    obs = fresh_obs()
+    col = obs_index()
+    obs[:, col["months_on_book"]] = 12.0
+    obs[:, col["months_since_line_change"]] = 0.0  # raised last month: the ordinary rule waits (raise_wait)
+    obs[:, col["months_past_due"]] = 0.0
+    obs[:, col["line"]] = 1.1 * obs[:, col["origination_line"]]
+    obs[:, col["balance"]] = obs[:, col["line"]]
+    obs[:, col["utilisation"]] = 1.0
+    params = RiskParams(raise_risk=0.05, raise_wait=3, line_cap=2.0, start_line=1.0)
+    policy, again = RiskPolicy(constant_model(0.01), params), LIMIT_MULTIPLIERS.index(params.used_raise_multiplier)
+    line, balance = obs[:, col["line"]], obs[:, col["balance"]]
+    before = np.stack([balance - 0.1 * obs[:, col["origination_line"]], obs[:, col["origination_line"]]], axis=1)
+    old = np.zeros(len(obs), bool)
+    assert (policy.predict(obs, state=before, episode_start=old)[0] == again).all()  # all the raise was drawn
+    # without the rule, without the memory (new accounts), or with the raise half used: the ordinary rule holds
+    off = RiskPolicy(constant_model(0.01), dataclasses.replace(params, used_raise_share=None))
+    assert (off.predict(obs, state=before, episode_start=old)[0] == HOLD_ACTION).all()
+    assert (policy.predict(obs, state=before, episode_start=np.ones(len(obs), bool))[0] == HOLD_ACTION).all()
+    half = before.copy()
+    half[:, 0] = balance - 0.5 * (line - before[:, 1])
+    assert (policy.predict(obs, state=half, episode_start=old)[0] == HOLD_ACTION).all()
+    # nor for a risky account, nor past the line cap
+    assert (RiskPolicy(constant_model(0.1), params).predict(obs, state=before)[0] == HOLD_ACTION).all()
+    capped = RiskPolicy(constant_model(0.01), dataclasses.replace(params, line_cap=1.15))
+    assert (capped.predict(obs, state=before)[0] == HOLD_ACTION).all()
+
+
+def test_a_held_line_is_cut_by_the_smallest_step_that_brings_the_balance_to_90_percent_of_it():
+    obs = fresh_obs(7)
+    col = obs_index()
+    obs[:, col["months_on_book"]], obs[:, col["months_since_line_change"]] = 12.0, 6.0
+    obs[:, col["months_past_due"]] = 0.0
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    # x0.9 gives 0.85 / 0.9 = 0.94; x0.75: 0.7 / 0.75 = 0.93; x0.5: 0.5 / 0.5 = 1; none reaches 90% from 0.3;
+    # at 95% and 90% no cut is needed
+    obs[:, col["utilisation"]] = [0.85, 0.7, 0.5, 0.3, 0.95, 0.9, 0.85]
+    obs[6, col["months_past_due"]] = 1.0  # delinquent: no new rule for it
+    params = RiskParams(cut_risk=0.9, raise_risk=0.0, start_line=1.0, tight_utilisation=0.9)
+    index = LIMIT_MULTIPLIERS.index
+    expected = [index(0.9), index(0.75), index(0.5), HOLD_ACTION, HOLD_ACTION, HOLD_ACTION, HOLD_ACTION]
+    assert RiskPolicy(constant_model(0.1), params).predict(obs)[0].tolist() == expected
+    off = RiskPolicy(constant_model(0.1), dataclasses.replace(params, tight_utilisation=None))
+    assert (off.predict(obs)[0] == HOLD_ACTION).all()
+    # a line never changed gets its starting line first (here: kept), not a tight cut
+    obs[:, col["months_since_line_change"]] = 12.0
+    assert (RiskPolicy(constant_model(0.1), params).predict(obs)[0] == HOLD_ACTION).all()
 
 
 def test_labels_mark_a_miss_within_the_horizon_and_stop_at_the_end_of_an_account():
@@ -222,6 +275,11 @@ def test_save_and_load_round_trip_through_json():
         RiskPolicy.from_dict(broken)
     with pytest.raises(ValueError, match="not a saved risk policy"):
         RiskPolicy.from_dict({"params": {}})
+    saved_before_the_memory = policy.to_dict()
+    del saved_before_the_memory["params"]["used_raise_share"]
+    del saved_before_the_memory["params"]["tight_utilisation"]
+    old = RiskPolicy.from_dict(saved_before_the_memory).params  # acts as it was tuned: without the new rules
+    assert old.used_raise_share is None and old.tight_utilisation is None
 
 
 def test_bad_thresholds_are_named():
@@ -237,6 +295,12 @@ def test_bad_thresholds_are_named():
         RiskParams(start_safe=1.3)
     with pytest.raises(ValueError, match="start_safe_risk"):
         RiskParams(start_safe_risk=-0.1)
+    with pytest.raises(ValueError, match="used_raise_share"):
+        RiskParams(used_raise_share=-1.0)
+    with pytest.raises(ValueError, match="used_raise_multiplier"):
+        RiskParams(used_raise_multiplier=1.2)
+    with pytest.raises(ValueError, match="tight_utilisation"):
+        RiskParams(tight_utilisation=0.0)
 
 
 def test_compare_refuses_a_risk_policy_with_load(tmp_path):
