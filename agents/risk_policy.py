@@ -30,11 +30,9 @@ What a lender deploys, built from the observations alone (``envs.observation``; 
    within ``line_cap``, every ``raise_wait`` months, or a month after the last change by ``fast_multiplier``
    when the expected use is at least ``fast_uptake``; a raise the borrower took up in full within the month
    (at least ``used_raise_share`` of the added line, measured, not predicted) is followed by another of
-   ``used_raise_multiplier`` at once, whatever the need model says; a current account that would hold
-   but uses less than ``tight_utilisation`` of its line has the line cut by the smallest step that brings
-   the balance to at least that share of the new line (a borrower using 90% of the line or more never
-   closes the account in the simulator, an assumption of envs.dynamics step 8: such a cut costs no
-   attrition); otherwise hold. The drawdown and the use of a raise need last month's balance and line:
+   ``used_raise_multiplier`` at once, whatever the need model says; otherwise hold. (An option off by
+   default, ``tight_utilisation``, cuts held lines down to the balance; it exploits an assumption of the
+   simulator, see :class:`RiskParams`.) The drawdown and the use of a raise need last month's balance and line:
    ``predict`` keeps them in SB3's ``state`` (``agents.risk_memory``). The thresholds are tuned on the
    *tuning* seeds under the cap with the rule's budget by a local search around the best so far
    (:func:`tune_risk_policy`, choosing with ``agents.tuning.select_under_cap``).
@@ -335,8 +333,11 @@ class RiskParams:
             least this share of the new line; None never. It rests on the simulator's assumption that a
             borrower using at least envs.dynamics.FULL_LINE (90%) of the line never closes it (a cut
             that leaves the balance there costs no attrition) and frees the undrawn line a distressed
-            borrower would draw. Default 0.9, found on the tuning seeds of every preset (jd 791.7 -> 910.6
-            CNY a user with the thresholds the search chose without it; 0.85 and 0.95 less on all four).
+            borrower would draw. Default None, and not in the tuner's space: on the tuning seeds it earns
+            more than the oracle (jd 791.7 -> 910.6 CNY a user at 0.9; attrition falls from 16.8% to 12.4%
+            a year because of the cuts), which says more about that assumption than about line management:
+            a cut that makes borrowers stay contradicts the cut's attrition effect it bypasses. Kept as an
+            option to show the artefact (README, "Headline"), not as a deployable rule.
     """
 
     cut_risk: float = 0.3
@@ -357,7 +358,7 @@ class RiskParams:
     fast_multiplier: float = 1.5
     used_raise_share: float | None = 1.0
     used_raise_multiplier: float = 1.1
-    tight_utilisation: float | None = 0.9
+    tight_utilisation: float | None = None
 
     def __post_init__(self) -> None:
         numbers = ("cut_risk", "raise_risk", "line_floor", "min_utilisation", "cut_drawdown", "min_uptake")
@@ -548,7 +549,6 @@ RISK_SPACE: dict[str, tuple] = {
     "fast_uptake": (0.6, 0.7, 0.8, 0.9, 2.0),
     "fast_multiplier": tuple(m for m in LIMIT_MULTIPLIERS if m > 1.0),
     "used_raise_share": (0.5, 0.8, 1.0, 1.2, None),
-    "tight_utilisation": (0.8, 0.85, 0.9, 0.95, None),
 }
 _LOG_RANGES = ("cut_risk", "raise_risk")
 SEARCH_ROUNDS = 4  # local search: the trial budget in this many rounds, each around the best so far

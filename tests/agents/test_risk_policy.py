@@ -16,6 +16,7 @@ from agents.policies import obs_index
 from agents.risk_policy import (
     CATEGORICAL,
     CONTINUOUS,
+    RISK_SPACE,
     SEARCH_ROUNDS,
     RiskModel,
     RiskParams,
@@ -313,3 +314,10 @@ def test_compare_refuses_a_risk_policy_with_load(tmp_path):
     done = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "error" in done.stderr and "--risk-policy" in done.stderr and "--load" in done.stderr
+
+
+def test_tight_lines_are_off_by_default_and_never_tuned():
+    # The rule exploits the simulator's FULL_LINE assumption (a cut to >= 90% utilisation stops closures):
+    # a policy chosen for the headline must not pick it up, neither from the defaults nor from the search.
+    assert RiskParams().tight_utilisation is None
+    assert "tight_utilisation" not in RISK_SPACE
