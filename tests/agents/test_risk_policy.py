@@ -222,6 +222,51 @@ def test_a_held_line_is_cut_by_the_smallest_step_that_brings_the_balance_to_90_p
     assert (RiskPolicy(constant_model(0.1), params).predict(obs)[0] == HOLD_ACTION).all()
 
 
+def test_a_settled_balance_that_jumps_is_cut_deep_but_a_balance_following_a_raise_is_not():
+    obs = fresh_obs()
+    col = obs_index()
+    obs[:, col["months_on_book"]], obs[:, col["months_past_due"]] = 12.0, 0.0
+    obs[:, col["line"]] = obs[:, col["origination_line"]]
+    # no other cut (risk below cut_risk, no cut_drawdown) and no raise: only the jump rule can act
+    params = RiskParams(cut_risk=0.9, raise_risk=0.0, jump_drawdown=0.15, jump_quiet=3, jump_floor=0.125)
+    policy, cut = RiskPolicy(constant_model(0.1), params), LIMIT_MULTIPLIERS.index(params.cut_multiplier)
+    earlier = obs[:, col["balance"]] - 0.2 * obs[:, col["line"]]  # a fifth of the line drawn since last month
+    settled = obs.copy()
+    settled[:, col["months_since_line_change"]] = 3.0
+    assert (policy.predict(settled, state=earlier, episode_start=np.zeros(len(obs), bool))[0] == cut).all()
+    # the same draw two months after a line change: the borrower taking up a raise, held
+    following = obs.copy()
+    following[:, col["months_since_line_change"]] = 2.0
+    assert (policy.predict(following, state=earlier, episode_start=np.zeros(len(obs), bool))[0] == HOLD_ACTION).all()
+    # a smaller draw is held; so is a jump at the floor (x0.5 from 0.2 would go below 0.125 of origination)
+    small = obs[:, col["balance"]] - 0.1 * obs[:, col["line"]]
+    assert (policy.predict(settled, state=small, episode_start=np.zeros(len(obs), bool))[0] == HOLD_ACTION).all()
+    low = settled.copy()
+    low[:, col["line"]] = 0.2 * low[:, col["origination_line"]]
+    before_low = low[:, col["balance"]] - 0.2 * low[:, col["line"]]
+    assert (policy.predict(low, state=before_low, episode_start=np.zeros(len(obs), bool))[0] == HOLD_ACTION).all()
+    # the jump cut goes below line_floor (which bounds the risk and cut_drawdown cuts) down to jump_floor
+    deep = settled.copy()
+    deep[:, col["line"]] = 0.5 * deep[:, col["origination_line"]]
+    before_deep = deep[:, col["balance"]] - 0.2 * deep[:, col["line"]]
+    assert params.line_floor == 0.5
+    assert (policy.predict(deep, state=before_deep, episode_start=np.zeros(len(obs), bool))[0] == cut).all()
+    off = RiskPolicy(constant_model(0.1), dataclasses.replace(params, jump_drawdown=2.0))
+    assert (off.predict(settled, state=earlier, episode_start=np.zeros(len(obs), bool))[0] == HOLD_ACTION).all()
+
+
+def test_a_policy_saved_before_the_jump_cut_loads_with_it_off():
+    saved = RiskPolicy(constant_model(0.1)).to_dict()
+    for name in ("jump_drawdown", "jump_quiet", "jump_floor"):
+        del saved["params"][name]
+    loaded = RiskPolicy.from_dict(json.loads(json.dumps(saved)))
+    assert loaded.params.jump_drawdown > 1.0  # never: it runs as it did when it was saved
+    assert RiskParams().jump_drawdown <= 1.0  # while a new policy has the rule on by default
+    # a saved jump setting is kept
+    kept = RiskPolicy(constant_model(0.1), RiskParams(jump_drawdown=0.3)).to_dict()
+    assert RiskPolicy.from_dict(kept).params.jump_drawdown == 0.3
+
+
 def test_labels_mark_a_miss_within_the_horizon_and_stop_at_the_end_of_an_account():
     # one slot: a miss in month 3; ended in month 1 in a second slot (then a new account misses in month 2)
     miss = np.array([[0, 0], [0, 0], [0, 1], [1, 0], [0, 0]], dtype=bool)
@@ -302,6 +347,12 @@ def test_bad_thresholds_are_named():
         RiskParams(used_raise_multiplier=1.2)
     with pytest.raises(ValueError, match="tight_utilisation"):
         RiskParams(tight_utilisation=0.0)
+    with pytest.raises(ValueError, match="jump_floor"):
+        RiskParams(jump_floor=0.0)
+    with pytest.raises(ValueError, match="jump_quiet"):
+        RiskParams(jump_quiet=0)
+    with pytest.raises(ValueError, match="jump_drawdown"):
+        RiskParams(jump_drawdown="often")  # type: ignore[arg-type]
 
 
 def test_compare_refuses_a_risk_policy_with_load(tmp_path):
