@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -110,6 +111,33 @@ def normalisation_arrays(
         "clip_obs": np.float64(clip_obs),
         "norm_obs": np.bool_(norm_obs),
     }
+
+
+# Scratch buffers of the forward pass, shared by every ExportedPolicy of the process and kept between calls
+# (a 1M-account book's month is four chunks: fresh buffers would page-fault ~200 MB each month); one call
+# uses them at a time (the lock).
+_SCRATCH: dict[str, Any] = {}
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch(name: str, shape: tuple[int, int], dtype: Any = np.float64, torch_buffer: bool = False) -> Any:
+    """The kept buffer ``name`` with at least ``shape[0]`` rows of ``shape[1]`` (reallocated when smaller or
+    of another width); a torch tensor (64-byte aligned, as torch's own outputs) when ``torch_buffer``."""
+    buffer = _SCRATCH.get(name)
+    if (
+        buffer is None
+        or buffer.shape[0] < shape[0]
+        or buffer.shape[1] != shape[1]
+        or (not torch_buffer and buffer.dtype != dtype)
+    ):
+        if torch_buffer:
+            import torch
+
+            buffer = torch.empty(shape, dtype=torch.float32)
+        else:
+            buffer = np.empty(shape, dtype=dtype)
+        _SCRATCH[name] = buffer
+    return buffer
 
 
 # -- reading (evaluation; runs no code from the files) ----------------------------------------------------------
@@ -210,28 +238,37 @@ class ExportedPolicy:
         batch = obs.reshape(1, -1) if single else obs
         if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
             raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {obs.shape}")
-        # chunk by chunk, each in the same buffers: the float64 normalisation and the hidden layers of a
-        # 1M-account book stay small, and no chunk pays for fresh (page-faulting) temporaries
-        rows = min(len(batch), _CHUNK)
-        buffers = (np.empty((rows, batch.shape[1])), np.empty((rows, batch.shape[1]), dtype=np.float32))
-        chunks = [self._act(batch[start : start + _CHUNK], buffers) for start in range(0, len(batch), _CHUNK)]
-        actions = np.concatenate(chunks) if chunks else self._act(batch, buffers)
+        # chunk by chunk, each in the same buffers, kept from call to call (_scratch): the float64
+        # normalisation and the hidden layers of a 1M-account book stay small, and no chunk pays for fresh
+        # (page-faulting) temporaries
+        with _SCRATCH_LOCK:
+            rows = min(len(batch), _CHUNK)
+            chunks = [self._act(batch[start : start + _CHUNK], rows) for start in range(0, len(batch), _CHUNK)]
+            actions = np.concatenate(chunks) if chunks else self._act(batch, rows)
         return (actions[0] if single else actions), state
 
-    def _act(self, raw: np.ndarray, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Deterministic actions of one chunk of raw observations; ``buffers``: float64 and float32 scratch
-        of at least the chunk's shape."""
+    def _act(self, raw: np.ndarray, rows: int) -> np.ndarray:
+        """Deterministic actions of one chunk of raw observations (at most ``rows``, the call's largest)."""
         import torch
 
         obs = np.asarray(raw, dtype=np.float32)
+        m = len(obs)
         if self._scale is not None:
-            obs = self._normalize_into(obs, buffers[0][: len(obs)], buffers[1][: len(obs)])
+            obs = self._normalize_into(
+                obs,
+                _scratch("obs64", (rows, obs.shape[1]))[:m],
+                _scratch("obs32", (rows, obs.shape[1]), np.float32)[:m],
+            )
         with torch.inference_mode():
             x = torch.from_numpy(obs)
-            for weight, bias in self._layers[:-1]:
-                x = self._activation_(torch.nn.functional.linear(x, weight, bias))  # in place: the same bits
-            out = torch.nn.functional.linear(x, *self._layers[-1])
-            actions = torch.tanh(out).numpy() if self.continuous else out.argmax(dim=1).numpy()
+            # addmm into the kept buffers is what F.linear computes (linear(x, W, b) is addmm(b, x, W.t())),
+            # on the same rows at a time, so the same bits
+            for i, (weight, bias) in enumerate(self._layers):
+                out = _scratch(f"layer{i}", (rows, weight.shape[0]), torch_buffer=True)[:m]
+                x = torch.addmm(bias, x, weight.t(), out=out)
+                if i < len(self._layers) - 1:
+                    self._activation_(x)  # in place: the same bits
+            actions = torch.tanh(x).numpy() if self.continuous else x.argmax(dim=1).numpy()
         if self.continuous:
             # SB3 maps the squashed action onto the Box; on [-1, 1] that is the identity up to float32
             # rounding, which is kept so that the actions are SB3's to the bit.

@@ -13,7 +13,7 @@ import envs
 from agents.policy_export import ExportedPolicy, export_policy, normalisation_arrays
 
 
-def _model() -> tuple[PPO, VecNormalize, np.ndarray]:
+def _model(net_arch: tuple[int, ...] = (16, 16)) -> tuple[PPO, VecNormalize, np.ndarray]:
     venv = VecNormalize(envs.make_portfolio("wechat", 256, seed=3), norm_reward=False)
     model = PPO(
         "MlpPolicy",
@@ -22,7 +22,7 @@ def _model() -> tuple[PPO, VecNormalize, np.ndarray]:
         batch_size=64,
         seed=0,
         device="cpu",
-        policy_kwargs={"net_arch": [16, 16], "activation_fn": torch.nn.Tanh},
+        policy_kwargs={"net_arch": list(net_arch), "activation_fn": torch.nn.Tanh},
     )
     with torch.no_grad():  # large random weights: a policy that uses several of the seven actions
         for p in model.policy.parameters():
@@ -64,6 +64,18 @@ def test_a_book_larger_than_a_chunk_gets_the_actions_of_one_pass(monkeypatch):
     whole, _ = actor.predict(raw)
     monkeypatch.setattr(policy_export, "_CHUNK", 37)  # 256 accounts: six full chunks and a partial one
     np.testing.assert_array_equal(actor.predict(raw)[0], whole)
+
+
+def test_actors_of_other_sizes_in_turn_share_the_kept_buffers_and_act_as_sb3(monkeypatch):
+    # The forward pass reuses buffers between calls (and between actors): a stale row or a buffer of
+    # another width would change actions.
+    monkeypatch.setattr(policy_export, "_CHUNK", 100)
+    models = [_model((16, 16)), _model((24,)), _model((16, 16, 8))]
+    actors = [ExportedPolicy.from_model("ppo", m, v, "tanh") for m, v, _ in models]
+    for rows in (256, 7, 256, 130, 1, 256):
+        for (model, venv, raw), actor in zip(models, actors, strict=True):
+            expected, _ = model.predict(venv.normalize_obs(raw[:rows]).astype(np.float32), deterministic=True)
+            np.testing.assert_array_equal(actor.predict(raw[:rows])[0], expected)
 
 
 def test_unknown_algorithm_or_activation_is_named():
