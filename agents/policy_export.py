@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import numba
 import numpy as np
 
 POLICY_FILE = "policy.pt"
@@ -140,6 +141,28 @@ def _scratch(name: str, shape: tuple[int, int], dtype: Any = np.float64, torch_b
     return buffer
 
 
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _normalise_rows(
+    obs: np.ndarray,  # (n, n_obs) raw observations, float32 or float64
+    index: np.ndarray,  # int64 rows of obs to take (empty: obs's own rows)
+    start: int,
+    mean: np.ndarray,  # (n_obs,) float64
+    scale: np.ndarray,  # (n_obs,) float64
+    clip: float,
+    out: np.ndarray,  # (m, n_obs) float32: rows start .. start + m of obs[index]
+) -> None:
+    """ExportedPolicy._normalize_into of the gathered rows in one pass: the observation as float32 (as
+    ``np.asarray(raw, dtype=np.float32)``), then in float64 ``(x - mean) / scale``, clipped as np.clip
+    (max with -clip, then min with clip; NaN stays NaN), cast to float32: the same IEEE operations in the
+    same order, so the same bits."""
+    for j in range(out.shape[0]):
+        r = index[start + j] if index.shape[0] else start + j
+        for k in range(out.shape[1]):
+            x = (np.float64(np.float32(obs[r, k])) - mean[k]) / scale[k]
+            x = -clip if x <= -clip else x
+            out[j, k] = np.float32(clip if x >= clip else x)
+
+
 # -- reading (evaluation; runs no code from the files) ----------------------------------------------------------
 class ExportedPolicy:
     """A trained agent read from ``policy.pt``, ``vecnormalize.npz`` and ``policy.json``; acts on raw observations.
@@ -236,29 +259,60 @@ class ExportedPolicy:
         obs = np.asarray(observation)
         single = obs.ndim == 1
         batch = obs.reshape(1, -1) if single else obs
-        if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
-            raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {obs.shape}")
-        # chunk by chunk, each in the same buffers, kept from call to call (_scratch): the float64
-        # normalisation and the hidden layers of a 1M-account book stay small, and no chunk pays for fresh
-        # (page-faulting) temporaries
-        with _SCRATCH_LOCK:
-            rows = min(len(batch), _CHUNK)
-            chunks = [self._act(batch[start : start + _CHUNK], rows) for start in range(0, len(batch), _CHUNK)]
-            actions = np.concatenate(chunks) if chunks else self._act(batch, rows)
+        self._check_batch(batch, obs.shape)
+        actions = self._actions(batch, None)
         return (actions[0] if single else actions), state
 
-    def _act(self, raw: np.ndarray, rows: int) -> np.ndarray:
-        """Deterministic actions of one chunk of raw observations (at most ``rows``, the call's largest)."""
+    def predict_rows(self, observation: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The deterministic actions of ``observation[rows]`` (``rows``: int indices into the ``(n, n_obs)``
+        batch), as ``predict(observation[rows])[0]`` without the copy of those rows (``agents.cohort``)."""
+        obs, index = np.asarray(observation), np.asarray(rows)
+        self._check_batch(obs, obs.shape)
+        if (
+            index.ndim != 1
+            or index.dtype.kind not in "iu"
+            or (index.size and not 0 <= index.min() <= index.max() < len(obs))
+        ):
+            raise IndexError(f"rows must be indices in [0, {len(obs)}), got {index.dtype} {index[:5]}...")
+        return self._actions(obs, index.astype(np.int64, copy=False))
+
+    def _check_batch(self, batch: np.ndarray, shape: tuple[int, ...]) -> None:
+        if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
+            raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {shape}")
+
+    def _actions(self, source: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+        """The actions of ``source[index]`` (None: every row), chunk by chunk, each in the same buffers, kept
+        from call to call (_scratch): the normalisation and the hidden layers of a 1M-account book stay
+        small, and no chunk pays for fresh (page-faulting) temporaries."""
+        n = len(source) if index is None else len(index)
+        with _SCRATCH_LOCK:
+            rows = min(n, _CHUNK)
+            chunks = [self._act(source, index, start, min(start + _CHUNK, n), rows) for start in range(0, n, _CHUNK)]
+            return np.concatenate(chunks) if chunks else self._act(source, index, 0, 0, rows)
+
+    def _act(self, source: np.ndarray, index: np.ndarray | None, start: int, stop: int, rows: int) -> np.ndarray:
+        """Deterministic actions of rows ``start:stop`` of ``source[index]`` (at most ``rows``, the call's largest)."""
         import torch
 
-        obs = np.asarray(raw, dtype=np.float32)
-        m = len(obs)
-        if self._scale is not None:
-            obs = self._normalize_into(
-                obs,
-                _scratch("obs64", (rows, obs.shape[1]))[:m],
-                _scratch("obs32", (rows, obs.shape[1]), np.float32)[:m],
-            )
+        m, width = stop - start, source.shape[1]
+        scale = self._scale
+        if (
+            scale is not None
+            and self._mean.dtype == np.float64
+            and scale.dtype == np.float64
+            and source.dtype in (np.float32, np.float64)
+        ):
+            # one compiled pass: the rows gathered, normalised as _normalize_into does (the same bits)
+            obs = _scratch("obs32", (rows, width), np.float32)[:m]
+            none = np.zeros(0, dtype=np.int64)
+            _normalise_rows(source, none if index is None else index, start, self._mean, scale, self._clip, obs)
+        else:
+            raw = source[start:stop] if index is None else source[index[start:stop]]
+            obs = np.asarray(raw, dtype=np.float32)
+            if self._scale is not None:
+                obs = self._normalize_into(
+                    obs, _scratch("obs64", (rows, width))[:m], _scratch("obs32", (rows, width), np.float32)[:m]
+                )
         with torch.inference_mode():
             x = torch.from_numpy(obs)
             # addmm into the kept buffers is what F.linear computes (linear(x, W, b) is addmm(b, x, W.t())),
