@@ -7,7 +7,13 @@ ratio is meaningful on a shared machine; CPU time (this process only) is shown b
 wall time also counts time the process waited for a core. Each figure is the best of ``--repeats`` runs
 (as ``timeit`` advises: slower runs measure other tenants of the machine, not the code).
 
+Trained agents (issue 9: a trained agent on 1M accounts x 36 months in at most 30 s on 2 cores): the PPO
+(``--agent``) and the risk-model policy (``--risk-policy``), each evaluated by ``agents.evaluation.evaluate``
+on ``--agent-accounts`` accounts over the horizon and the run-off, beside holding every line (the simulator
+and the evaluator alone); one run each, wall time.
+
     python scripts/benchmark.py
+    python scripts/benchmark.py --agent results/demo --risk-policy results/headline/wechat
     python scripts/benchmark.py --accounts 100000 --steps 50 --write results/benchmark.md
 """
 
