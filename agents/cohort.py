@@ -216,8 +216,8 @@ def run_cohort(policy: Policy, venv: PortfolioVecEnv, months: int, run_off_month
 def _act_on_cohort(policy: Policy, obs: np.ndarray, alive: np.ndarray, continuous: bool) -> np.ndarray:
     """The actions of a ``rowwise`` policy for the accounts ``alive``, the hold action for the others."""
     rows = np.flatnonzero(alive)
-    acted, _ = policy.predict(obs[rows], deterministic=True)
-    acted = np.asarray(acted)
+    by_rows = getattr(policy, "predict_rows", None)  # the exported actor reads the rows in place (no copy)
+    acted = np.asarray(by_rows(obs, rows) if callable(by_rows) else policy.predict(obs[rows], deterministic=True)[0])
     actions = np.full((len(obs), *acted.shape[1:]), 0.0 if continuous else HOLD_ACTION, dtype=acted.dtype)
     actions[rows] = acted
     return actions

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import json
 import pickle
+import threading
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import IO, Any
 
+import numba
 import numpy as np
 
 POLICY_FILE = "policy.pt"
@@ -110,6 +112,55 @@ def normalisation_arrays(
         "clip_obs": np.float64(clip_obs),
         "norm_obs": np.bool_(norm_obs),
     }
+
+
+# Scratch buffers of the forward pass, shared by every ExportedPolicy of the process and kept between calls
+# (a 1M-account book's month is four chunks: fresh buffers would page-fault ~200 MB each month); one call
+# uses them at a time (the lock).
+_SCRATCH: dict[str, Any] = {}
+_SCRATCH_LOCK = threading.Lock()
+
+
+def _scratch(name: str, shape: tuple[int, int], dtype: Any = np.float64, torch_buffer: bool = False) -> Any:
+    """The kept buffer ``name`` with at least ``shape[0]`` rows of ``shape[1]`` (reallocated when smaller or
+    of another width); a torch tensor (64-byte aligned, as torch's own outputs) when ``torch_buffer``."""
+    buffer = _SCRATCH.get(name)
+    if (
+        buffer is None
+        or buffer.shape[0] < shape[0]
+        or buffer.shape[1] != shape[1]
+        or (not torch_buffer and buffer.dtype != dtype)
+    ):
+        if torch_buffer:
+            import torch
+
+            buffer = torch.empty(shape, dtype=torch.float32)
+        else:
+            buffer = np.empty(shape, dtype=dtype)
+        _SCRATCH[name] = buffer
+    return buffer
+
+
+@numba.njit(cache=True, nogil=True, boundscheck=False)
+def _normalise_rows(
+    obs: np.ndarray,  # (n, n_obs) raw observations, float32 or float64
+    index: np.ndarray,  # int64 rows of obs to take (empty: obs's own rows)
+    start: int,
+    mean: np.ndarray,  # (n_obs,) float64
+    scale: np.ndarray,  # (n_obs,) float64
+    clip: float,
+    out: np.ndarray,  # (m, n_obs) float32: rows start .. start + m of obs[index]
+) -> None:
+    """ExportedPolicy._normalize_into of the gathered rows in one pass: the observation as float32 (as
+    ``np.asarray(raw, dtype=np.float32)``), then in float64 ``(x - mean) / scale``, clipped as np.clip
+    (max with -clip, then min with clip; NaN stays NaN), cast to float32: the same IEEE operations in the
+    same order, so the same bits."""
+    for j in range(out.shape[0]):
+        r = index[start + j] if index.shape[0] else start + j
+        for k in range(out.shape[1]):
+            x = (np.float64(np.float32(obs[r, k])) - mean[k]) / scale[k]
+            x = -clip if x <= -clip else x
+            out[j, k] = np.float32(clip if x >= clip else x)
 
 
 # -- reading (evaluation; runs no code from the files) ----------------------------------------------------------
@@ -208,30 +259,70 @@ class ExportedPolicy:
         obs = np.asarray(observation)
         single = obs.ndim == 1
         batch = obs.reshape(1, -1) if single else obs
-        if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
-            raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {obs.shape}")
-        # chunk by chunk, each in the same buffers: the float64 normalisation and the hidden layers of a
-        # 1M-account book stay small, and no chunk pays for fresh (page-faulting) temporaries
-        rows = min(len(batch), _CHUNK)
-        buffers = (np.empty((rows, batch.shape[1])), np.empty((rows, batch.shape[1]), dtype=np.float32))
-        chunks = [self._act(batch[start : start + _CHUNK], buffers) for start in range(0, len(batch), _CHUNK)]
-        actions = np.concatenate(chunks) if chunks else self._act(batch, buffers)
+        self._check_batch(batch, obs.shape)
+        actions = self._actions(batch, None)
         return (actions[0] if single else actions), state
 
-    def _act(self, raw: np.ndarray, buffers: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        """Deterministic actions of one chunk of raw observations; ``buffers``: float64 and float32 scratch
-        of at least the chunk's shape."""
+    def predict_rows(self, observation: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The deterministic actions of ``observation[rows]`` (``rows``: int indices into the ``(n, n_obs)``
+        batch), as ``predict(observation[rows])[0]`` without the copy of those rows (``agents.cohort``)."""
+        obs, index = np.asarray(observation), np.asarray(rows)
+        self._check_batch(obs, obs.shape)
+        if (
+            index.ndim != 1
+            or index.dtype.kind not in "iu"
+            or (index.size and not 0 <= index.min() <= index.max() < len(obs))
+        ):
+            raise IndexError(f"rows must be indices in [0, {len(obs)}), got {index.dtype} {index[:5]}...")
+        return self._actions(obs, index.astype(np.int64, copy=False))
+
+    def _check_batch(self, batch: np.ndarray, shape: tuple[int, ...]) -> None:
+        if batch.ndim != 2 or batch.shape[1] != self.observation_space.shape[0]:
+            raise ValueError(f"expected observations of shape (n, {self.observation_space.shape[0]}), got {shape}")
+
+    def _actions(self, source: np.ndarray, index: np.ndarray | None) -> np.ndarray:
+        """The actions of ``source[index]`` (None: every row), chunk by chunk, each in the same buffers, kept
+        from call to call (_scratch): the normalisation and the hidden layers of a 1M-account book stay
+        small, and no chunk pays for fresh (page-faulting) temporaries."""
+        n = len(source) if index is None else len(index)
+        with _SCRATCH_LOCK:
+            rows = min(n, _CHUNK)
+            chunks = [self._act(source, index, start, min(start + _CHUNK, n), rows) for start in range(0, n, _CHUNK)]
+            return np.concatenate(chunks) if chunks else self._act(source, index, 0, 0, rows)
+
+    def _act(self, source: np.ndarray, index: np.ndarray | None, start: int, stop: int, rows: int) -> np.ndarray:
+        """Deterministic actions of rows ``start:stop`` of ``source[index]`` (at most ``rows``, the call's largest)."""
         import torch
 
-        obs = np.asarray(raw, dtype=np.float32)
-        if self._scale is not None:
-            obs = self._normalize_into(obs, buffers[0][: len(obs)], buffers[1][: len(obs)])
+        m, width = stop - start, source.shape[1]
+        scale = self._scale
+        if (
+            scale is not None
+            and self._mean.dtype == np.float64
+            and scale.dtype == np.float64
+            and source.dtype in (np.float32, np.float64)
+        ):
+            # one compiled pass: the rows gathered, normalised as _normalize_into does (the same bits)
+            obs = _scratch("obs32", (rows, width), np.float32)[:m]
+            none = np.zeros(0, dtype=np.int64)
+            _normalise_rows(source, none if index is None else index, start, self._mean, scale, self._clip, obs)
+        else:
+            raw = source[start:stop] if index is None else source[index[start:stop]]
+            obs = np.asarray(raw, dtype=np.float32)
+            if self._scale is not None:
+                obs = self._normalize_into(
+                    obs, _scratch("obs64", (rows, width))[:m], _scratch("obs32", (rows, width), np.float32)[:m]
+                )
         with torch.inference_mode():
             x = torch.from_numpy(obs)
-            for weight, bias in self._layers[:-1]:
-                x = self._activation_(torch.nn.functional.linear(x, weight, bias))  # in place: the same bits
-            out = torch.nn.functional.linear(x, *self._layers[-1])
-            actions = torch.tanh(out).numpy() if self.continuous else out.argmax(dim=1).numpy()
+            # addmm into the kept buffers is what F.linear computes (linear(x, W, b) is addmm(b, x, W.t())),
+            # on the same rows at a time, so the same bits
+            for i, (weight, bias) in enumerate(self._layers):
+                out = _scratch(f"layer{i}", (rows, weight.shape[0]), torch_buffer=True)[:m]
+                x = torch.addmm(bias, x, weight.t(), out=out)
+                if i < len(self._layers) - 1:
+                    self._activation_(x)  # in place: the same bits
+            actions = torch.tanh(x).numpy() if self.continuous else x.argmax(dim=1).numpy()
         if self.continuous:
             # SB3 maps the squashed action onto the Box; on [-1, 1] that is the identity up to float32
             # rounding, which is kept so that the actions are SB3's to the bit.

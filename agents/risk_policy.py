@@ -63,6 +63,7 @@ from agents.evaluation import check_disjoint, portfolio_seed
 from agents.policies import BestStatic, Policy, RuleBased, StaticHold, _Baseline, obs_index
 from agents.population import population_summary
 from agents.risk_memory import Memory, raise_use, recall, remember
+from agents.scorecard import scorecard_logit
 from agents.tuning import select_under_cap
 from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
 from envs.config import Config, ConfigError, read_yaml, resolve_config
@@ -233,6 +234,9 @@ class RiskModel:
     def predict_risk(self, obs: np.ndarray, previous_balance: np.ndarray | None = None) -> np.ndarray:
         """Probability of a miss within ``horizon`` months for each row of ``obs`` (n, 17), given each
         account's balance a month before [CNY] (None: unknown, no drawdown)."""
+        fast = scorecard_logit(self.edges, self.coef, self.intercept, obs, previous_balance)
+        if fast is not None:  # agents.scorecard: the same sums in one compiled pass (speed only, same bits)
+            return 1.0 / (1.0 + np.exp(-fast))
         logit = np.full(len(obs), self.intercept)
         for name, index in self._bins(obs, previous_balance).items():
             logit += np.asarray(self.coef[name])[index]

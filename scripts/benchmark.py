@@ -7,13 +7,20 @@ ratio is meaningful on a shared machine; CPU time (this process only) is shown b
 wall time also counts time the process waited for a core. Each figure is the best of ``--repeats`` runs
 (as ``timeit`` advises: slower runs measure other tenants of the machine, not the code).
 
+Trained agents (issue 9: a trained agent on 1M accounts x 36 months in at most 30 s on 2 cores): the PPO
+(``--agent``) and the risk-model policy (``--risk-policy``), each evaluated by ``agents.evaluation.evaluate``
+on ``--agent-accounts`` accounts over the horizon and the run-off, beside holding every line (the simulator
+and the evaluator alone); one run each, wall time.
+
     python scripts/benchmark.py
+    python scripts/benchmark.py --agent results/demo --risk-policy results/headline/wechat
     python scripts/benchmark.py --accounts 100000 --steps 50 --write results/benchmark.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -98,36 +105,65 @@ def peak_memory(preset: str, accounts: int, steps: int = 3) -> float:
     return float(peak)
 
 
-def agent_evaluation(preset: str, accounts: int, run_dir: Path | None = None, hold: bool = False) -> float:
-    """Wall seconds of ``agents.evaluation.evaluate`` of a PPO actor on ``accounts`` accounts over the horizon.
-
-    The actor runs batched (``agents.policy_export.ExportedPolicy``). Without ``run_dir`` it is a new PPO of
-    ``configs/agents/ppo.yaml``'s architecture and initial hold bias (a trained one costs the same per
-    step; its actions, like a trained agent's, mostly hold); with it, the PPO trained in ``run_dir``.
-    ``hold``: time the static-hold baseline instead (the simulator and evaluator alone, for comparison).
-    """
+def ppo_actor(preset: str, run_dir: Path | None = None) -> Any:
+    """A PPO actor, batched (``agents.policy_export.ExportedPolicy``): the PPO trained in ``run_dir``, or
+    without it a new PPO of ``configs/agents/ppo.yaml``'s architecture and initial hold bias (a trained one
+    costs the same per step; its actions, like a trained agent's, mostly hold)."""
     from stable_baselines3.common.vec_env import VecNormalize
 
     from agents.agent_config import load_agent_config
-    from agents.evaluation import evaluate
     from agents.lagrangian import LambdaHolder
-    from agents.policies import StaticHold
     from agents.policy_export import ExportedPolicy
     from agents.training import _build_env, _new_model, load_agent
 
-    if hold:
-        actor: Any = StaticHold()
-    elif run_dir is not None:
-        actor = load_agent(run_dir, "ppo")  # the exported actor (agents.policy_export), batched already
-    else:
-        agent = load_agent_config("ppo", preset)
-        config = envs.load_config(preset)
-        _, vecnorm = _build_env(config, 256, 0, False, agent, LambdaHolder())
-        assert isinstance(vecnorm, VecNormalize)
-        vecnorm.reset()  # observation statistics from one month of a real book, as after training starts
-        actor = ExportedPolicy.from_model("ppo", _new_model(agent, vecnorm, 0), vecnorm, agent.policy.activation)
+    if run_dir is not None:
+        return load_agent(run_dir, "ppo")  # the exported actor (agents.policy_export), batched already
+    agent = load_agent_config("ppo", preset)
+    config = envs.load_config(preset)
+    _, vecnorm = _build_env(config, 256, 0, False, agent, LambdaHolder())
+    assert isinstance(vecnorm, VecNormalize)
+    vecnorm.reset()  # observation statistics from one month of a real book, as after training starts
+    return ExportedPolicy.from_model("ppo", _new_model(agent, vecnorm, 0), vecnorm, agent.policy.activation)
+
+
+QUICK_RISK_SEEDS = (1, 2)  # training seeds of the quickly fitted risk policy (the evaluation is on seed 0)
+
+
+def risk_policy_actor(preset: str, path: Path | None = None) -> Any:
+    """The risk-model line policy (``agents.risk_policy``): the one saved at ``path`` (a ``risk_policy.json``
+    as ``scripts/headline.py`` writes it in ``<out>/<preset>/``, or that folder), or without it one fitted
+    quickly: its two scorecards on the histories of :data:`QUICK_RISK_SEEDS` (2,000 accounts each) with the
+    default thresholds, untuned (a tuned one costs the same per step: the same scorecards and rules).
+    Raises ValueError naming the file when ``path`` holds no saved risk policy."""
+    from agents.risk_policy import (
+        RiskParams,
+        RiskPolicy,
+        fit_risk_model,
+        fit_uptake_model,
+        load_risk_policy_config,
+        simulate_histories,
+    )
+
+    if path is not None:
+        file = path / "risk_policy.json" if path.is_dir() else path
+        try:
+            return RiskPolicy.from_dict(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"--risk-policy {path}: cannot load a risk policy from {file}: {exc}") from None
+    config = envs.load_config(preset)
+    settings = load_risk_policy_config(preset, {"accounts": 2000})
+    history = simulate_histories(config, QUICK_RISK_SEEDS, settings)
+    uptake = fit_uptake_model(history, settings)
+    return RiskPolicy(fit_risk_model(history, settings), RiskParams(), uptake=uptake)
+
+
+def agent_evaluation(preset: str, accounts: int, actor: Any) -> float:
+    """Wall seconds of ``agents.evaluation.evaluate`` of ``actor`` on ``accounts`` accounts over the horizon
+    and the run-off (one seed; the actor built beforehand, untimed)."""
+    from agents.evaluation import evaluate
+
     start = time.perf_counter()
-    evaluate({"ppo": actor}, preset, accounts, [0], progress=False, reference=None, n_boot=10)
+    evaluate({"agent": actor}, preset, accounts, [0], progress=False, reference=None, n_boot=10)
     return time.perf_counter() - start
 
 
@@ -150,6 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         help="portfolio size of the trained-agent evaluation, whole horizon, one seed (default 1000000; 0 skips it)",
     )
     parser.add_argument("--agent", type=Path, help="run folder of a trained PPO for that row (default: a new PPO)")
+    parser.add_argument(
+        "--risk-policy",
+        type=Path,
+        help="saved risk policy for its row: a risk_policy.json as scripts/headline.py writes it, or its folder "
+        "(e.g. results/headline/wechat); default: one fitted in a few seconds on 2 x 2000-account histories "
+        "with the default thresholds (untuned: the same cost per step)",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per measurement, best reported (default 3)")
     parser.add_argument("--write", type=Path, help="also write the table as Markdown to this file")
     args = parser.parse_args(argv)
@@ -173,6 +216,19 @@ def main(argv: list[str] | None = None) -> int:
     ):
         print(f"error: --write {args.write}: not a file that can be written", file=sys.stderr)
         return 2
+
+    actors: dict[str, Any] = {}
+    if args.agent_accounts:  # the agents are built before the minutes of timing: a bad path fails at once
+        try:
+            actors["risk"] = risk_policy_actor(args.preset, args.risk_policy)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        try:
+            actors["ppo"] = ppo_actor(args.preset, args.agent)
+        except (OSError, ValueError, RuntimeError) as exc:  # (torch's load error is a RuntimeError)
+            print(f"error: --agent {args.agent}: {exc}", file=sys.stderr)
+            return 2
 
     best = lambda runs: tuple(max(values) for values in zip(*runs, strict=False))  # noqa: E731  (rates: higher is better)
     print(
@@ -204,11 +260,18 @@ def main(argv: list[str] | None = None) -> int:
         peak = peak_memory(args.preset, args.memory_accounts)
         rows.append((f"peak memory, {args.memory_accounts:,} accounts", f"{peak / 2**30:.2f} GiB"))
     if args.agent_accounts:
-        print(f"evaluating a PPO actor on {args.agent_accounts:,} accounts over the horizon ...", flush=True)
-        seconds = agent_evaluation(args.preset, args.agent_accounts, args.agent)
-        rows.append((f"PPO agent evaluated, {args.agent_accounts:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
-        seconds = agent_evaluation(args.preset, args.agent_accounts, hold=True)
-        rows.append((f"holding evaluated, {args.agent_accounts:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
+        from agents.policies import StaticHold
+
+        n = args.agent_accounts
+        print(f"evaluating a PPO actor on {n:,} accounts over the horizon ...", flush=True)
+        seconds = agent_evaluation(args.preset, n, actors["ppo"])
+        rows.append((f"PPO agent evaluated, {n:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
+        what = args.risk_policy if args.risk_policy is not None else "fitted on a small history, default thresholds"
+        print(f"evaluating the risk policy ({what}) on {n:,} accounts over the horizon ...", flush=True)
+        seconds = agent_evaluation(args.preset, n, actors["risk"])
+        rows.append((f"risk policy evaluated, {n:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
+        seconds = agent_evaluation(args.preset, n, StaticHold())
+        rows.append((f"holding evaluated, {n:,} accounts x horizon (wall)", f"{seconds:.1f} s"))
     width = max(len(name) for name, _ in rows)
     table = "\n".join(f"| {name:<{width}} | {value:>10} |" for name, value in rows)
     table = f"| {'measure':<{width}} | {'value':>10} |\n|{'-' * (width + 2)}|{'-' * 12}|\n" + table

@@ -255,6 +255,9 @@ SCRIPT_CASES = [
     # benchmark.py
     ("benchmark.py", ["--repeats", "0"], None, ["--repeats"]),
     ("benchmark.py", ["--write", "{tmp}"], None, ["--write"]),
+    ("benchmark.py", ["--risk-policy", "{tmp}/none.json"], None, ["--risk-policy", "none.json"]),
+    ("benchmark.py", ["--risk-policy", "{tmp}"], None, ["--risk-policy", "risk_policy.json"]),  # a folder without one
+    ("benchmark.py", ["--risk-policy", "{tmp}/r.json"], _write("r.json", '{"model": {}}'), ["r.json", "risk policy"]),
 ]
 
 

@@ -14,6 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from agents.risk_policy import CATEGORICAL, CONTINUOUS, RiskModel, RiskPolicy
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
 SUMMARY_COLUMNS = [
@@ -259,8 +261,14 @@ def test_agent_overrides_apply_to_all_or_one_algorithm(compare):
 def test_benchmark_prints_and_writes_its_table(tmp_path):
     # A tiny run: the figures themselves are machine-dependent; the table, its rows and the file are not.
     out = tmp_path / "bench.md"
+    names = CONTINUOUS + CATEGORICAL  # a saved risk policy: a scorecard without bins (its cost is not the point)
+    saved = RiskPolicy(RiskModel({n: [] for n in names}, {n: [0.0] for n in names}, -3.0, 3)).to_dict()
+    (tmp_path / "risk").mkdir()
+    (tmp_path / "risk" / "risk_policy.json").write_text(json.dumps(saved))
     done = run_script(
         "benchmark.py",
+        "--risk-policy",
+        str(tmp_path / "risk"),
         "--accounts",
         "300",
         "--steps",
@@ -286,6 +294,9 @@ def test_benchmark_prints_and_writes_its_table(tmp_path):
         "DummyVecEnv",
         "speed-up",
         "peak memory, 1,000 accounts",
+        "PPO agent evaluated, 1,000 accounts",
+        "risk policy evaluated, 1,000 accounts",
+        "holding evaluated, 1,000 accounts",
     ):
         assert row in done.stdout, done.stdout
     written = out.read_text()
