@@ -213,9 +213,18 @@ def features(obs: np.ndarray, previous_balance: np.ndarray | None = None) -> dic
     out = {name: obs[:, col[name]].astype(np.float64) for name in CONTINUOUS + CATEGORICAL if name in col}
     line = np.maximum(obs[:, col["line"]].astype(np.float64), 1.0)
     out["line_ratio"] = line / np.maximum(obs[:, col["origination_line"]].astype(np.float64), 1.0)
-    before = out["balance"] if previous_balance is None else np.asarray(previous_balance, dtype=np.float64)
-    out["drawdown"] = (out["balance"] - before) / line
+    out["drawdown"] = drawdown(obs, previous_balance)
     return out
+
+
+def drawdown(obs: np.ndarray, previous_balance: np.ndarray | None = None) -> np.ndarray:
+    """(balance - the previous month's balance) / line of each row (0 without a previous balance): the
+    attribute of :func:`features` alone, for the rules (the policy needs it every month, not the rest)."""
+    col = obs_index()
+    balance = obs[:, col["balance"]].astype(np.float64)
+    line = np.maximum(obs[:, col["line"]].astype(np.float64), 1.0)
+    before = balance if previous_balance is None else np.asarray(previous_balance, dtype=np.float64)
+    return (balance - before) / line
 
 
 @dataclass(frozen=True)
@@ -482,11 +491,11 @@ class RiskPolicy(_Baseline):
         line = obs[:, col["line"]].astype(np.float64)
         origination = obs[:, col["origination_line"]].astype(np.float64)
         slack = 1.01  # lines are rounded to whole hundreds of CNY: "at the floor / cap" is never exact
-        drawdown = features(obs, previous)["drawdown"]
+        drawn = drawdown(obs, previous)
         since_change = obs[:, col["months_since_line_change"]]
-        cut = (risk >= p.cut_risk) | (drawdown >= p.cut_drawdown)
+        cut = (risk >= p.cut_risk) | (drawn >= p.cut_drawdown)
         cut &= line * p.cut_multiplier * slack >= p.line_floor * origination
-        jump = (drawdown >= p.jump_drawdown) & (since_change >= p.jump_quiet)
+        jump = (drawn >= p.jump_drawdown) & (since_change >= p.jump_quiet)
         cut |= jump & (line * p.cut_multiplier * slack >= p.jump_floor * origination)
         # The starting line by risk tier: set once, by the first move of a line never changed.
         need = np.ones(len(obs)) if self.uptake is None else self.uptake.predict_risk(obs, previous)
