@@ -58,7 +58,7 @@ METRICS = (
 )
 
 
-def _groups(obs: np.ndarray) -> np.ndarray:
+def segment_groups(obs: np.ndarray) -> np.ndarray:
     """Indicator matrix (n, groups): column 0 is every account, then one column per segment level."""
     col, offset = obs_index(), 1
     member = np.zeros((len(obs), _NUM_GROUPS))
@@ -159,7 +159,7 @@ def run_cohort(policy: Policy, venv: PortfolioVecEnv, months: int, run_off_month
     bind = getattr(policy, "bind_simulator", None)
     if callable(bind):  # a privileged policy (the oracle) reads hidden state from this run's simulator
         bind(sim)
-    groups = _groups(obs)  # the cohort's segments (fixed over an account's life)
+    groups = segment_groups(obs)  # the cohort's segments (fixed over an account's life)
     run = CohortRun.empty(months + run_off_months, months, groups, obs.copy())
     alive = np.ones(num_accounts, dtype=bool)  # slot still holds its cohort account
     state, episode_start = None, np.ones(num_accounts, dtype=bool)

@@ -130,9 +130,11 @@ class Evaluation(NamedTuple):
     by_segment: pd.DataFrame
 
 
-def _aggregate(
+def aggregate_seeds(
     per_seed: pd.DataFrame, keys: list[str], metrics: Sequence[str], rng: np.random.Generator, n_boot: int
 ) -> pd.DataFrame:
+    """One row per ``keys`` group of ``per_seed``: each metric's mean over the seeds (NaN ignored) and its
+    bootstrap interval (``<metric>_ci_low`` / ``_ci_high``, ``n_boot`` resamples of the seeds from ``rng``)."""
     rows = []
     for key, group in per_seed.groupby(keys, sort=False):
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
@@ -146,7 +148,7 @@ def _aggregate(
     return pd.DataFrame(rows)
 
 
-def _validate(
+def validate_evaluation(
     policies: Mapping[str, Policy],
     num_accounts: int,
     seeds: Sequence[int],
@@ -155,6 +157,7 @@ def _validate(
     run_off_months: int,
     names: Mapping[str, str | None],
 ) -> None:
+    """Raise ValueError / TypeError naming the bad argument of an evaluation (``names``: role -> policy name)."""
     if not isinstance(policies, Mapping) or not policies:
         raise ValueError("policies must be a non-empty dict of name -> policy")
     for name, policy in policies.items():
@@ -242,7 +245,7 @@ def evaluate(
     config = resolve_config(config)
     months = config.env.horizon if months is None else months
     seeds = list(seeds)
-    _validate(
+    validate_evaluation(
         policies,
         num_accounts,
         seeds,
@@ -300,7 +303,7 @@ def evaluate(
 
     per_seed_df = pd.DataFrame(per_seed)
     rng = np.random.default_rng(bootstrap_seed)
-    summary = _aggregate(per_seed_df, ["policy"], METRICS, rng, n_boot)
+    summary = aggregate_seeds(per_seed_df, ["policy"], METRICS, rng, n_boot)
     summary["cap"] = cap
     summary["meets_cap"] = summary["m3plus_rate"] <= cap
     summary["meets_cap_share"] = summary["policy"].map(per_seed_df.groupby("policy")["meets_cap"].mean())
@@ -311,7 +314,7 @@ def evaluate(
     summary = summary.join(_versus(per_seed_df, reference, _VERSUS_REFERENCE, rng, n_boot), on="policy")
     summary = summary.join(_versus(per_seed_df, rule, _VERSUS_RULE, rng, n_boot), on="policy")
     summary["oracle_share"] = _oracle_share(summary, reference, oracle)
-    by_segment = _aggregate(
+    by_segment = aggregate_seeds(
         pd.DataFrame(segment_rows), ["policy", "segment", "level"], ("cohort_accounts", *METRICS), rng, n_boot
     )
     by_segment = by_segment.drop(columns=["cohort_accounts_ci_low", "cohort_accounts_ci_high"])

@@ -37,7 +37,9 @@ from agents.evaluation import bootstrap_ci, check_disjoint, evaluate, split_seed
 from agents.oracle import Oracle, OracleParams
 from agents.policies import BestStatic, RuleBased, RuleParams, StaticHold
 from agents.policy_search import LinearScorePolicy, load_policy_search_config, train_policy_search
-from agents.risk_policy import RiskPolicy, load_risk_policy_config, train_risk_policy
+from agents.risk_policy import RiskPolicy
+from agents.risk_scorecard import load_risk_policy_config
+from agents.risk_tuning import train_risk_policy
 from agents.tuning import tune_best_static, tune_oracle, tune_rule
 from envs.config import Config, load_config
 

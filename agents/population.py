@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from agents.cohort import METRICS, RUN_OFF_MONTHS, CohortRun, _groups, cohort_metrics
-from agents.evaluation import _aggregate, _validate, portfolio_seed
+from agents.cohort import METRICS, RUN_OFF_MONTHS, CohortRun, cohort_metrics, segment_groups
+from agents.evaluation import aggregate_seeds, portfolio_seed, validate_evaluation
 from agents.policies import Policy, is_continuous
 from envs.actions import continuous_to_multiplier, discrete_to_multiplier
 from envs.config import Config, resolve_config
@@ -126,7 +126,7 @@ def population_runs(
                 raise ValueError(f"the privileged policy {policy!r} is a candidate twice: it reads one block only")
             bound.add(id(policy))
             bind(BlockView(sim, block, shared))
-    groups = [_groups(obs[b]) for b in blocks]  # the evaluator's segment groups, per block
+    groups = [segment_groups(obs[b]) for b in blocks]  # the evaluator's segment groups, per block
     total = months + run_off_months  # [months] the longest a run can take
     runs = [CohortRun.empty(total, months, g, obs[b].copy()) for g, b in zip(groups, blocks, strict=True)]
     states: list[Any] = [None] * p
@@ -262,7 +262,7 @@ def population_summary(
     config = resolve_config(config)
     months = config.env.horizon if months is None else months
     seeds = list(seeds)
-    _validate(policies, num_accounts, seeds, months, config.env.horizon, run_off_months, {})
+    validate_evaluation(policies, num_accounts, seeds, months, config.env.horizon, run_off_months, {})
     if not isinstance(max_slots, (int, np.integer)) or max_slots < 1:
         raise ValueError(f"max_slots must be a positive integer, got {max_slots!r}")
     names, members = list(policies), list(policies.values())
@@ -287,7 +287,7 @@ def population_summary(
             bar.update()
     bar.close()
     per_seed = pd.DataFrame(rows)
-    summary = _aggregate(per_seed, ["policy"], METRICS, np.random.default_rng(bootstrap_seed), n_boot)
+    summary = aggregate_seeds(per_seed, ["policy"], METRICS, np.random.default_rng(bootstrap_seed), n_boot)
     summary["cap"] = cap
     summary["meets_cap"] = summary["m3plus_rate"] <= cap
     summary["meets_cap_share"] = summary["policy"].map(per_seed.groupby("policy")["meets_cap"].mean())

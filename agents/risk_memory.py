@@ -9,7 +9,7 @@ the state of a run, rebuilt from the first month) and threaded as SB3's recurren
 What it measures:
 
 - the *drawdown*: the balance's change since last month as a share of the line (the distressed draw toward
-  the line; an attribute of the scorecards, ``agents.risk_policy.features``);
+  the line; an attribute of the scorecards, ``agents.risk_scorecard.features``);
 - the *use of a raise*: the balance's change since last month per CNY of line added since last month. A
   borrower who takes up all of a raise within a month is still short of credit (the balance moves half of
   the way to its target a month, envs.dynamics step 6), so the raise was needed: the policy raises again.

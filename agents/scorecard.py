@@ -1,6 +1,6 @@
-"""A scorecard's logit in one compiled pass over the accounts, bit for bit the numpy of ``agents.risk_policy``.
+"""A scorecard's logit in one compiled pass over the accounts, bit for bit the numpy of ``agents.risk_scorecard``.
 
-``RiskModel.predict_risk`` builds every attribute as a float64 column (``risk_policy.features``), bins each
+``RiskModel.predict_risk`` builds every attribute as a float64 column (``risk_scorecard.features``), bins each
 with ``np.searchsorted(edges, values, side="right")`` and adds each attribute's coefficient to the intercept,
 attribute after attribute: about 18 numpy passes and as many temporaries per model and month, most of the
 risk policy's cost on a 1M-account book (``scripts/benchmark.py``). :func:`scorecard_logit` does the same
@@ -24,7 +24,7 @@ import numpy as np
 
 from agents.policies import obs_index
 
-# Derived attributes of risk_policy.features (not observation columns): the line as a multiple of the
+# Derived attributes of risk_scorecard.features (not observation columns): the line as a multiple of the
 # origination line, and the balance's change since last month as a share of the line.
 _LINE_RATIO, _DRAWDOWN = -1, -2
 
@@ -116,7 +116,7 @@ def scorecard_logit(
     previous = np.asarray(previous_balance, dtype=np.float64) if has_previous else np.zeros(0)
     if has_previous and previous.shape != (n,):
         return None
-    from agents.risk_policy import CATEGORICAL, CONTINUOUS  # (imported here: risk_policy imports this module)
+    from agents.risk_scorecard import CATEGORICAL, CONTINUOUS  # (imported here: risk_scorecard imports this module)
 
     col, derived = obs_index(), {"line_ratio": _LINE_RATIO, "drawdown": _DRAWDOWN}
     codes: list[int] = []

@@ -135,14 +135,8 @@ def risk_policy_actor(preset: str, path: Path | None = None) -> Any:
     quickly: its two scorecards on the histories of :data:`QUICK_RISK_SEEDS` (2,000 accounts each) with the
     default thresholds, untuned (a tuned one costs the same per step: the same scorecards and rules).
     Raises ValueError naming the file when ``path`` holds no saved risk policy."""
-    from agents.risk_policy import (
-        RiskParams,
-        RiskPolicy,
-        fit_risk_model,
-        fit_uptake_model,
-        load_risk_policy_config,
-        simulate_histories,
-    )
+    from agents.risk_policy import RiskParams, RiskPolicy
+    from agents.risk_scorecard import fit_risk_model, fit_uptake_model, load_risk_policy_config, simulate_histories
 
     if path is not None:
         file = path / "risk_policy.json" if path.is_dir() else path

@@ -168,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sub_books = 1
     training_count = sub_books
     if args.risk_policy:
-        from agents.risk_policy import load_risk_policy_config
+        from agents.risk_scorecard import load_risk_policy_config
 
         risk_settings = load_risk_policy_config(config.name)
         training_count = max(sub_books, risk_settings.training_seeds)
@@ -270,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         risk_policy: dict[str, Any] = {}  # the scorecard policy (not an SB3 agent: no training curve)
         if args.risk_policy:
             from agents.atomic_io import write_json
-            from agents.risk_policy import train_risk_policy
+            from agents.risk_tuning import train_risk_policy
 
             print(f"risk policy: histories of seeds {list(seeds.training)}", file=sys.stderr)
             risk = train_risk_policy(

@@ -13,23 +13,18 @@ import envs
 from agents.evaluation import evaluate
 from agents.oracle import Oracle
 from agents.policies import obs_index
-from agents.risk_policy import (
+from agents.risk_policy import RiskParams, RiskPolicy
+from agents.risk_scorecard import (
     CATEGORICAL,
     CONTINUOUS,
-    RISK_SPACE,
-    SEARCH_ROUNDS,
     RiskModel,
-    RiskParams,
-    RiskPolicy,
     _labels,
     fit_risk_model,
     fit_uptake_model,
     load_risk_policy_config,
-    perturb_risk_params,
     simulate_histories,
-    train_risk_policy,
-    tune_risk_policy,
 )
+from agents.risk_tuning import RISK_SPACE, SEARCH_ROUNDS, perturb_risk_params, train_risk_policy, tune_risk_policy
 from envs.actions import HOLD_ACTION, LIMIT_MULTIPLIERS
 from envs.config import load_config
 from envs.simulator import Simulator

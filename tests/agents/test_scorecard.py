@@ -7,7 +7,7 @@ import pytest
 
 import envs
 from agents.policies import obs_index
-from agents.risk_policy import CATEGORICAL, CONTINUOUS, RiskModel, features
+from agents.risk_scorecard import CATEGORICAL, CONTINUOUS, RiskModel, features
 from agents.scorecard import scorecard_logit
 
 NAMES = CONTINUOUS + CATEGORICAL

@@ -14,7 +14,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from agents.risk_policy import CATEGORICAL, CONTINUOUS, RiskModel, RiskPolicy
+from agents.risk_policy import RiskPolicy
+from agents.risk_scorecard import CATEGORICAL, CONTINUOUS, RiskModel
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPTS = REPO / "scripts"
