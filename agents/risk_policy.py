@@ -261,6 +261,8 @@ class RiskPolicy(_Baseline):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], continuous: bool = False) -> RiskPolicy:
+        if not isinstance(data, Mapping):  # e.g. a JSON list: name it, not a deep AttributeError
+            raise ValueError(f"not a saved risk policy: a JSON object expected, got {type(data).__name__}")
         try:
             uptake = data.get("uptake")
             need = None if uptake is None else RiskModel.from_dict(uptake)

@@ -316,6 +316,8 @@ def test_save_and_load_round_trip_through_json():
         RiskPolicy.from_dict(broken)
     with pytest.raises(ValueError, match="not a saved risk policy"):
         RiskPolicy.from_dict({"params": {}})
+    with pytest.raises(ValueError, match="not a saved risk policy: a JSON object expected, got list"):
+        RiskPolicy.from_dict([1, 2])  # type: ignore[arg-type]
     saved_before_the_memory = policy.to_dict()
     del saved_before_the_memory["params"]["used_raise_share"]
     del saved_before_the_memory["params"]["tight_utilisation"]
